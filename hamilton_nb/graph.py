@@ -1,0 +1,265 @@
+"""The live DAG: ``%%hamilton`` cells -> Hamilton nodes, one graph per kernel.
+
+Hamilton does the real work (decorators -> nodes, edges, type checks); this module adds what a
+notebook needs on top: cells as units that are replaced atomically, conflicts named by cell, and
+cached topological order.
+"""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+import hashlib
+import inspect
+import itertools
+import linecache
+import types
+from collections import ChainMap
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hamilton import graph as h_graph
+from hamilton import node as h_node
+from hamilton.function_modifiers import base as fm_base
+
+from .versions import FunctionCode, analyze_function
+
+
+class CellError(Exception):
+    """A ``%%hamilton`` cell cannot be registered; the message says what to fix.
+
+    Raising it leaves the live DAG and the notebook namespace as they were.
+    """
+
+
+@dataclass
+class CellDef:
+    """One registered ``%%hamilton`` cell."""
+
+    cell_id: str
+    body: str
+    filename: str
+    functions: dict[str, types.FunctionType]  # public functions -> become nodes
+    fcodes: dict[types.CodeType, FunctionCode]  # static code analysis, by code object
+    published: dict[str, Any]  # imports, helpers and constants the cell defines
+    nodes: dict[str, h_node.Node] = field(default_factory=dict)
+
+    @property
+    def source_hash(self) -> str:
+        """sha256 of the body with trailing whitespace stripped (docs/protocol.md)."""
+        return hashlib.sha256(self.body.rstrip().encode()).hexdigest()
+
+    @property
+    def title(self) -> str:
+        first = next((ln.strip() for ln in self.body.splitlines() if ln.strip()), "")
+        return f"cell {self.cell_id} ({first[:40]})"
+
+
+_counter = itertools.count(1)
+
+
+def _cell_filename(cell_id: str) -> str:
+    return f"<hamilton-cell {cell_id}#{next(_counter)}>"
+
+
+def prepare_cell(
+    cell_id: str, body: str, user_ns: MutableMapping[str, Any], config: Mapping[str, Any]
+) -> CellDef:
+    """Execute a cell body without touching ``user_ns`` and resolve its functions to nodes.
+
+    Functions get ``user_ns`` as their globals (they see the notebook's imports, helpers and
+    constants, live); top-level names land in a private dict until the cell is committed.
+    """
+    try:
+        tree = ast.parse(body)
+    except SyntaxError as e:
+        raise CellError(f"Syntax error in line {e.lineno} of the cell: {e.msg}") from None
+    filename = _cell_filename(cell_id)
+    lines = body.splitlines(True)
+    # So tracebacks and inspect.getsource show the cell (mtime None: checkcache keeps it).
+    linecache.cache[filename] = (len(body), None, lines, filename)
+    cell_locals: dict[str, Any] = {}
+    try:
+        exec(compile(tree, filename, "exec"), user_ns, cell_locals)  # noqa: S102 - it is the cell
+    except Exception as e:
+        raise CellError(
+            f"The cell raised {type(e).__name__} while defining its functions: {e}"
+        ) from e
+
+    fdefs = {
+        n.name: n
+        for n in tree.body
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+    functions: dict[str, types.FunctionType] = {}
+    published: dict[str, Any] = {}
+    for name, value in cell_locals.items():
+        raw = inspect.unwrap(value) if inspect.isfunction(value) else None
+        if (
+            raw is not None
+            and not name.startswith("_")
+            and getattr(raw, "__code__", None) is not None
+            and raw.__code__.co_filename == filename
+        ):
+            functions[name] = value
+        else:
+            published[name] = value
+    definition_ns = ChainMap(cell_locals, user_ns)
+    fcodes: dict[types.CodeType, FunctionCode] = {}
+    for name, fn in functions.items():
+        fcodes[inspect.unwrap(fn).__code__] = analyze_function(fn, fdefs.get(name), definition_ns)
+    cell = CellDef(cell_id, body, filename, functions, fcodes, published)
+    cell.nodes = resolve_cell_nodes(cell, config)
+    return cell
+
+
+def resolve_cell_nodes(cell: CellDef, config: Mapping[str, Any]) -> dict[str, h_node.Node]:
+    """Hamilton's decorator resolution for every function of the cell."""
+    nodes: dict[str, h_node.Node] = {}
+    for fname, fn in cell.functions.items():
+        try:
+            resolved = fm_base.resolve_nodes(fn, dict(config))
+        except Exception as e:  # Hamilton raises plain exceptions for decorator misuse
+            raise CellError(f"Hamilton cannot turn `{fname}` into nodes: {e}") from e
+        for n in resolved:
+            if n.name in config:  # Hamilton's rule: config values override nodes
+                continue
+            if n.name in nodes:
+                raise CellError(f"Node `{n.name}` is defined twice in this cell.")
+            nodes[n.name] = n
+    return nodes
+
+
+class LiveDag:
+    """Cells and the Hamilton graph made of all their nodes."""
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        self.cells: dict[str, CellDef] = {}
+        self.config: dict[str, Any] = dict(config or {})
+        self.graph = h_graph.FunctionGraph({}, self.config)
+        self.node_cell: dict[str, str] = {}
+        self._order: list[str] = []
+
+    # -- building -----------------------------------------------------------------------------
+
+    def _build(
+        self, cells: Mapping[str, CellDef], config: Mapping[str, Any]
+    ) -> tuple[h_graph.FunctionGraph, dict[str, str], list[str]]:
+        nodes: dict[str, h_node.Node] = {}
+        node_cell: dict[str, str] = {}
+        for cell in cells.values():
+            for name, n in cell.nodes.items():
+                if name in nodes:
+                    other = cells[node_cell[name]]
+                    raise CellError(
+                        f"Node `{name}` is already defined by {other.title}. Rename one of "
+                        f"them, or remove it from that cell and re-run that cell first."
+                    )
+                nodes[name] = n
+                node_cell[name] = cell.cell_id
+        try:
+            nodes = h_graph.update_dependencies(nodes, h_graph.FunctionGraph({}, {}).adapter)
+        except ValueError as e:  # Hamilton's edge type check
+            raise CellError(f"Hamilton rejects the DAG: {e}") from None
+        for key in config:
+            if key not in nodes:
+                nodes[key] = h_node.Node(key, Any, node_source=h_node.NodeType.EXTERNAL)
+        sorter = graphlib.TopologicalSorter(
+            {name: [d.name for d in n.dependencies] for name, n in nodes.items()}
+        )
+        try:
+            order = list(sorter.static_order())
+        except graphlib.CycleError as e:
+            cycle = e.args[1]
+            where = ", ".join(
+                f"`{n}` ({cells[node_cell[n]].title})" for n in dict.fromkeys(cycle)
+                if n in node_cell
+            )
+            raise CellError(
+                f"This would make a dependency cycle: {' -> '.join(cycle)}. Nodes: {where}."
+            ) from None
+        return h_graph.FunctionGraph(nodes, dict(config)), node_cell, order
+
+    def check(self, cell: CellDef) -> None:
+        """Raise CellError if registering ``cell`` would break the DAG (changes nothing)."""
+        self._build({**self.cells, cell.cell_id: cell}, self.config)
+
+    def add_cell(self, cell: CellDef) -> None:
+        """Register (or replace) a cell atomically: on error nothing changes."""
+        cells = {**self.cells, cell.cell_id: cell}
+        self.graph, self.node_cell, self._order = self._build(cells, self.config)
+        self.cells = cells
+
+    def remove_cell(self, cell_id: str) -> CellDef:
+        cells = dict(self.cells)
+        cell = cells.pop(cell_id)
+        self.graph, self.node_cell, self._order = self._build(cells, self.config)
+        self.cells = cells
+        return cell
+
+    def set_config(self, config: Mapping[str, Any]) -> None:
+        """Re-resolve every cell with a new Hamilton config (``@config.when`` etc.)."""
+        resolved = {cid: resolve_cell_nodes(c, config) for cid, c in self.cells.items()}
+        cells = {
+            cid: CellDef(c.cell_id, c.body, c.filename, c.functions, c.fcodes, c.published,
+                         resolved[cid])
+            for cid, c in self.cells.items()
+        }
+        self.graph, self.node_cell, self._order = self._build(cells, config)
+        self.cells, self.config = cells, dict(config)
+
+    def clear(self) -> None:
+        self.__init__(self.config)  # type: ignore[misc]
+
+    # -- queries ------------------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> dict[str, h_node.Node]:
+        return self.graph.nodes
+
+    def cell_of(self, name: str) -> CellDef | None:
+        cid = self.node_cell.get(name)
+        return self.cells.get(cid) if cid else None
+
+    def fcode(self, fn: types.FunctionType) -> FunctionCode | None:
+        code = inspect.unwrap(fn).__code__
+        for cell in self.cells.values():
+            if code in cell.fcodes:
+                return cell.fcodes[code]
+        return None
+
+    def find_cell_for(self, names: Iterable[str]) -> list[str]:
+        """Cells that define any of ``names`` (fallback cell identity with no cell id)."""
+        names = set(names)
+        return [cid for cid, c in self.cells.items() if names & (set(c.nodes) | set(c.functions))]
+
+    def upstream(self, outputs: Iterable[str], stop_at: Iterable[str] = ()) -> list[str]:
+        """Everything ``outputs`` need, in topological order; ``stop_at`` nodes are leaves."""
+        stop = set(stop_at)
+        need: set[str] = set()
+        todo = list(outputs)
+        while todo:
+            name = todo.pop()
+            if name in need:
+                continue
+            need.add(name)
+            if name not in stop:
+                todo.extend(d.name for d in self.nodes[name].dependencies)
+        return [n for n in self._order if n in need]
+
+    def downstream(self, names: Iterable[str]) -> list[str]:
+        """``names`` and everything that depends on them, in topological order."""
+        seen: set[str] = set()
+        todo = list(names)
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in self.nodes:
+                continue
+            seen.add(name)
+            todo.extend(d.name for d in self.nodes[name].depended_on_by)
+        return [n for n in self._order if n in seen]
+
+    @property
+    def order(self) -> list[str]:
+        return list(self._order)

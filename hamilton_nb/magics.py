@@ -1,0 +1,308 @@
+"""IPython glue: the ``%%hamilton`` / ``%hamilton`` magics. Parses, calls the session, reports.
+
+User mistakes become ``UsageError`` (IPython shows the message without a traceback); a node that
+raises is re-raised as itself, so the traceback points into the user's cell.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import MagicArgumentParser
+from IPython.display import display
+
+from .graph import CellError
+from .report import RunReport
+from .session import RunFailed, Session, SessionError
+
+HELP = """\
+%%hamilton [options]      register the cell's Hamilton functions in the live DAG and compute them
+  -r, --register-only     register only, compute nothing
+  -o, --outputs A,B       compute these nodes instead of the cell's own
+  --inputs EXPR           external inputs: a dict expression, e.g. "dict(path='data.csv')"
+  --overrides EXPR        node values to use instead of computing them (dict expression)
+  --config EXPR           set Hamilton's config (dict expression) for the whole DAG
+  --name NAME             cell identity when the front-end sends no cell id
+  --no-bind               do not bind results in the notebook namespace
+  -q, --quiet             show no report
+
+%hamilton run NODE... [--inputs EXPR] [--overrides EXPR]   compute nodes and bind their values
+%hamilton status          every node, the cell that defines it and its state
+%hamilton dag             the live DAG as text (no graphviz needed)
+%hamilton why NODE        why NODE was recomputed or reused in its last run
+%hamilton config EXPR     set Hamilton's config, e.g. %hamilton config dict(mode="fast")
+%hamilton cache [list]    list cache entries
+%hamilton cache clear [NODE...]                  clear entries of NODEs (all if none)
+%hamilton cache evict [--max-size 2GB] [--older-than 7d]   least recently used first
+%hamilton cache behavior NODE default|recompute|disable|ignore
+%hamilton cache format NODE joblib|parquet
+%hamilton cache dir [PATH]                       show or set the cache folder
+%hamilton reset           forget the live DAG (the on-disk cache stays)
+%hamilton help            this text
+"""
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    m = _SIZE.match(text)
+    if not m:
+        raise UsageError(f"Cannot read size {text!r}: write e.g. 500MB or 2GB.")
+    mult = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}[m.group(2)[:1].lower()]
+    return int(float(m.group(1)) * mult)
+
+
+def parse_age(text: str) -> float:
+    m = _AGE.match(text)
+    if not m:
+        raise UsageError(f"Cannot read age {text!r}: write e.g. 30m, 12h or 7d.")
+    mult = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2).lower()]
+    return float(m.group(1)) * mult
+
+
+def _parser(prog: str) -> MagicArgumentParser:
+    return MagicArgumentParser(prog=prog, add_help=False)
+
+
+_CELL = _parser("%%hamilton")
+_CELL.add_argument("-r", "--register-only", action="store_true")
+_CELL.add_argument("-o", "--outputs", default=None)
+_CELL.add_argument("--inputs", default=None)
+_CELL.add_argument("--overrides", default=None)
+_CELL.add_argument("--config", default=None)
+_CELL.add_argument("--name", default=None)
+_CELL.add_argument("--no-bind", action="store_true")
+_CELL.add_argument("-q", "--quiet", action="store_true")
+
+_RUN = _parser("%hamilton run")
+_RUN.add_argument("nodes", nargs="+")
+_RUN.add_argument("--inputs", default=None)
+_RUN.add_argument("--overrides", default=None)
+_RUN.add_argument("-q", "--quiet", action="store_true")
+
+_EVICT = _parser("%hamilton cache evict")
+_EVICT.add_argument("--max-size", default=None)
+_EVICT.add_argument("--older-than", default=None)
+
+
+@magics_class
+class HamiltonMagics(Magics):
+    """``%%hamilton`` and ``%hamilton``."""
+
+    def __init__(self, shell: Any, session: Session) -> None:
+        super().__init__(shell)
+        self.session = session
+        self.cell_id: str | None = None  # set by the pre_run_cell callback
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _eval_dict(self, expr: str | None, what: str) -> dict[str, Any]:
+        if expr is None:
+            return {}
+        try:
+            value = eval(expr, self.shell.user_ns)  # noqa: S307 - the user's own expression
+        except Exception as e:
+            raise UsageError(f"--{what} {expr!r} could not be evaluated: {e}") from None
+        if not isinstance(value, dict):
+            raise UsageError(f"--{what} must be a dict expression, e.g. \"dict(n=3)\"; "
+                             f"got {type(value).__name__}.")
+        return value
+
+    def _split(self, text: str) -> list[str]:
+        try:
+            return shlex.split(text)
+        except ValueError as e:
+            raise UsageError(f"Cannot parse {text!r}: {e}") from None
+
+    def _run_and_bind(self, outputs: list[str], inputs: dict[str, Any],
+                      overrides: dict[str, Any], bind: bool, quiet: bool) -> None:
+        try:
+            outcome = self.session.execute(outputs, inputs, overrides)
+        except SessionError as e:
+            raise UsageError(str(e)) from None
+        if bind:
+            self.session.bind(outcome)
+        if not quiet:
+            display(RunReport(outcome.events))
+        if outcome.interrupted:
+            raise KeyboardInterrupt
+        if outcome.errors:
+            name, err = next(iter(outcome.errors.items()))
+            if hasattr(err, "add_note"):
+                err.add_note(f"hamilton_nb: node `{name}` failed; the nodes that finished are "
+                             f"cached, fix the cell and re-run it to resume from here.")
+            raise err
+
+    # -- the magic ----------------------------------------------------------------------------
+
+    @line_cell_magic
+    def hamilton(self, line: str, cell: str | None = None) -> Any:
+        """Hamilton dataflows with an incremental cache. ``%hamilton help`` lists everything."""
+        if cell is None:
+            return self._line(line)
+        args = _CELL.parse_args(self._split(line))
+        if args.config is not None:
+            try:
+                self.session.set_config(self._eval_dict(args.config, "config"))
+            except SessionError as e:
+                raise UsageError(str(e)) from None
+        try:
+            celldef = self.session.register_cell(cell, args.name or self.cell_id)
+        except CellError as e:
+            raise UsageError(str(e)) from None
+        if args.register_only:
+            return None
+        outputs = ([o.strip() for o in args.outputs.split(",") if o.strip()]
+                   if args.outputs else list(celldef.nodes))
+        if not outputs:
+            return None
+        self._run_and_bind(outputs, self._eval_dict(args.inputs, "inputs"),
+                           self._eval_dict(args.overrides, "overrides"),
+                           not args.no_bind, args.quiet)
+        return None
+
+    def _line(self, line: str) -> Any:
+        words = self._split(line)
+        if not words or words[0] in ("help", "-h", "--help"):
+            print(HELP)
+            return None
+        cmd, rest = words[0], words[1:]
+        handler = getattr(self, f"_cmd_{cmd}", None)
+        if handler is None:
+            raise UsageError(f"Unknown subcommand {cmd!r}. `%hamilton help` lists them.")
+        try:
+            return handler(rest)
+        except (SessionError, CellError) as e:
+            raise UsageError(str(e)) from None
+
+    def _cmd_run(self, rest: list[str]) -> None:
+        args = _RUN.parse_args(rest)
+        nodes = [n for word in args.nodes for n in word.split(",") if n]
+        self._run_and_bind(nodes, self._eval_dict(args.inputs, "inputs"),
+                           self._eval_dict(args.overrides, "overrides"), True, args.quiet)
+
+    def _cmd_status(self, rest: list[str]) -> Any:
+        return self.session.status()
+
+    def _cmd_dag(self, rest: list[str]) -> None:
+        print(dag_text(self.session))
+
+    def _cmd_why(self, rest: list[str]) -> None:
+        if len(rest) != 1:
+            raise UsageError("Usage: %hamilton why NODE")
+        print(self.session.why(rest[0]))
+
+    def _cmd_reset(self, rest: list[str]) -> None:
+        self.session.reset()
+        print("hamilton_nb: live DAG cleared (the on-disk cache is kept).")
+
+    def _cmd_config(self, rest: list[str]) -> None:
+        self.session.set_config(self._eval_dict(" ".join(rest), "config"))
+
+    def _cmd_cache(self, rest: list[str]) -> Any:
+        sub, args = (rest[0], rest[1:]) if rest else ("list", [])
+        s = self.session
+        if sub == "list":
+            return s.cache_entries()
+        if sub == "clear":
+            if args:
+                s._check_nodes(args)
+            n = s.clear(args or None)
+            print(f"hamilton_nb: cleared {n} cache entr{'y' if n == 1 else 'ies'}.")
+            return None
+        if sub == "evict":
+            a = _EVICT.parse_args(args)
+            if a.max_size is None and a.older_than is None:
+                raise UsageError("Say what to evict: --max-size 2GB and/or --older-than 7d.")
+            n = s.evict(parse_size(a.max_size) if a.max_size else None,
+                        parse_age(a.older_than) if a.older_than else None)
+            print(f"hamilton_nb: evicted {n} cache entr{'y' if n == 1 else 'ies'}.")
+            return None
+        if sub in ("behavior", "format") and len(args) == 2:
+            s._check_nodes([args[0]])
+            (s.set_behavior if sub == "behavior" else s.set_format)(args[0], args[1])
+            return None
+        if sub == "dir":
+            if args:
+                s.set_cache_dir(args[0])
+            print(s.cache_dir)
+            return None
+        raise UsageError(f"Unknown or incomplete `%hamilton cache {' '.join(rest)}`. "
+                         f"`%hamilton help` lists the cache subcommands.")
+
+
+def dag_text(session: Session) -> str:
+    """The live DAG as indented text, one line per node with its inputs and state."""
+    status = session.status()
+    if status.empty:
+        return "The live DAG is empty: define functions in a %%hamilton cell."
+    state = dict(zip(status["node"], status["state"], strict=True))
+    lines = []
+    for name in session.dag.order:
+        n = session.dag.nodes[name]
+        deps = ", ".join(d.name for d in n.dependencies)
+        arrow = f" <- {deps}" if deps else ""
+        lines.append(f"{name} [{state[name]}]{arrow}")
+    return "\n".join(lines)
+
+
+class _PendingLoader(ast.NodeTransformer):
+    """AST hook: before a cell runs, load the lazily bound node values it mentions.
+
+    This is how cached values are bound "lazily": a hit costs nothing until some cell uses the
+    name. IPython's ``ast_transformers`` is the documented extension point for this; the tree
+    is returned unchanged.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def visit(self, node: ast.AST) -> ast.AST:
+        pending = self.session.pending
+        if pending:
+            names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} & pending
+            if names:
+                self.session.load_pending(names)
+        return node
+
+
+_registered: dict[int, tuple[HamiltonMagics, Any, _PendingLoader]] = {}
+
+
+def load(shell: Any, session: Session) -> None:
+    """Register magics, the cell-id callback and the lazy loader (once per shell)."""
+    if id(shell) in _registered:
+        unload(shell)
+    magics = HamiltonMagics(shell, session)
+    shell.register_magics(magics)
+
+    def pre_run_cell(info: Any) -> None:
+        magics.cell_id = getattr(info, "cell_id", None)
+
+    shell.events.register("pre_run_cell", pre_run_cell)
+    loader = _PendingLoader(session)
+    shell.ast_transformers.append(loader)
+    _registered[id(shell)] = (magics, pre_run_cell, loader)
+
+
+def unload(shell: Any) -> None:
+    """Undo :func:`load`: no callback, transformer or magic is left behind."""
+    entry = _registered.pop(id(shell), None)
+    if entry is None:
+        return
+    magics, pre_run_cell, loader = entry
+    shell.events.unregister("pre_run_cell", pre_run_cell)
+    if loader in shell.ast_transformers:
+        shell.ast_transformers.remove(loader)
+    for kind in ("line", "cell"):
+        shell.magics_manager.magics[kind].pop("hamilton", None)
+    magics.session.close()
+
+
+__all__ = ["HELP", "HamiltonMagics", "RunFailed", "dag_text", "load", "unload"]

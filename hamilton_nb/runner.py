@@ -1,0 +1,486 @@
+"""Plan and execute a run: hits resolved from metadata only, misses executed through Hamilton.
+
+A run has two phases:
+
+1. **Plan** (no Hamilton, no value loaded): walk the needed nodes in topological order, compute
+   each node's cache key from its code version and its dependencies' data versions, and look it
+   up. A node whose key hits gets its stored data version, so its own dependants can be keyed
+   in turn. The first miss blocks everything downstream of it. An all-hit run ends here, having
+   read no value at all.
+2. **Execute** (only if something missed): Hamilton's ``execute_subdag`` walks the graph, with
+   planned hits passed as overrides (lazy placeholders, so Hamilton never visits their
+   upstream). Each remaining node goes through :class:`_CacheAdapter.do_node_execute`, which
+   keys it again — now that the upstream data versions are known — and so gives early cutoff:
+   a recomputed node whose value did not change leaves its dependants cached.
+
+Every node ends in exactly one :class:`~hamilton_nb.events.NodeEvent`.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hamilton import version as h_version
+from hamilton.execution.graph_functions import execute_subdag
+from hamilton.lifecycle.base import BaseDoNodeExecute, LifecycleAdapterSet
+from hamilton.node import Node
+
+from .events import CacheNote, Event, NodeEvent, NodeStarted, RunFinished, RunStarted, Status
+from .graph import LiveDag
+from .store import CorruptEntry, Entry, Store, StoreError
+from .versions import FORMAT_VERSION, CodeVersioner, Unhashable, fingerprint, hash_strings
+from .versions import relevant_config as _relevant_config
+
+HAMILTON_VERSION = ".".join(map(str, h_version.VERSION))
+IGNORED = "ignored"  # data version of a node/input marked as not affecting keys
+
+BEHAVIORS = ("default", "recompute", "disable", "ignore")
+FORMATS = ("joblib", "parquet")
+
+
+class MissingInputs(Exception):
+    """External inputs that no node produces and nobody provided."""
+
+    def __init__(self, missing: list[str], needed_by: dict[str, list[str]]):
+        self.missing = missing
+        self.needed_by = needed_by
+        detail = "; ".join(f"`{m}` (needed by {', '.join(needed_by[m])})" for m in missing)
+        super().__init__(
+            f"Missing input(s): {detail}. Define a notebook variable of that name, or pass it "
+            f"with `--inputs` / `inputs=`."
+        )
+
+
+class _RetryRun(BaseException):
+    """A stored value turned out unreadable: its entry is gone, plan again.
+
+    A BaseException on purpose: it must cross Hamilton's ``except Exception`` (which would log it
+    as a node failure) on its way back to :meth:`Runner.run`.
+    """
+
+
+class Lazy:
+    """A cached value that has not been read from disk yet."""
+
+    __slots__ = ("_load", "data_version", "node")
+
+    def __init__(self, node: str, data_version: str | None, load: Callable[[], Any]):
+        self.node = node
+        self.data_version = data_version
+        self._load = load
+
+    def load(self) -> Any:
+        return self._load()
+
+    def __repr__(self) -> str:
+        return f"<cached value of {self.node!r}, not loaded>"
+
+
+class _Failed:
+    __slots__ = ("node",)
+
+    def __init__(self, node: str):
+        self.node = node
+
+
+@dataclass
+class Settings:
+    """Per-session cache controls (merged with Hamilton's ``@cache`` tags; these win)."""
+
+    enabled: bool = True
+    behavior: dict[str, str] = field(default_factory=dict)
+    format: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunOutcome:
+    run_id: int
+    outputs: list[str]
+    values: dict[str, Any]  # outputs: a value, or a Lazy for hits
+    events: list[NodeEvent]
+    errors: dict[str, BaseException]
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.interrupted
+
+
+class Runner:
+    """Executes one run against the live DAG and a store. Stateless between runs."""
+
+    def __init__(
+        self,
+        dag: LiveDag,
+        store: Store,
+        emit: Callable[[Event], None],
+        settings: Settings,
+        static_cache: dict[Any, Any],
+        config_cache: dict[Any, list[str]],
+    ) -> None:
+        self.dag = dag
+        self.store = store
+        self.emit = emit
+        self.settings = settings
+        self._static = static_cache
+        self._config_keys = config_cache
+
+    # -- public -------------------------------------------------------------------------------
+
+    def run(
+        self,
+        run_id: int,
+        outputs: list[str],
+        inputs: Mapping[str, Any],
+        overrides: Mapping[str, Any],
+        namespace: Mapping[str, Any],
+    ) -> RunOutcome:
+        """Compute ``outputs``. External inputs come from ``inputs``, the config, then
+        ``namespace`` (the notebook's variables)."""
+        for attempt in range(3):
+            try:
+                return self._run_once(run_id, outputs, inputs, overrides, namespace)
+            except _RetryRun:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _run_once(self, run_id, outputs, inputs, overrides, namespace) -> RunOutcome:  # noqa: ANN001
+        t_run = time.perf_counter()
+        self.versioner = CodeVersioner(self._static)
+        self.dv: dict[str, str | None] = {}
+        self.parts: dict[str, dict[str, Any]] = {}
+        self.events: list[NodeEvent] = []
+        self.errors: dict[str, BaseException] = {}
+        self.run_id = run_id
+        refresh = getattr(self.store, "refresh", None)
+        if refresh is not None:
+            refresh()  # entries other kernels wrote since our last run
+
+        graph_nodes = self.dag.nodes
+        order = self.dag.upstream(outputs, stop_at=overrides)
+        ext_values = self._external_inputs(order, inputs, overrides, namespace)
+        self.emit(RunStarted(run_id, tuple(order)))
+
+        hits: dict[str, Entry] = {}
+        blocked: set[str] = set()
+        deferred: set[str] = set()
+        for name in order:
+            n = graph_nodes[name]
+            if name in overrides or n.user_defined:
+                self.dv[name] = self._input_version(name, ext_values.get(name, _ABSENT))
+                continue
+            beh = self._behavior(n)
+            if beh == "ignore":
+                self.dv[name] = IGNORED
+                deferred.add(name)
+                continue
+            if any(d.name in blocked for d in n.dependencies):
+                blocked.add(name)
+                continue
+            key, _ = self._key(n)
+            entry = self.store.lookup(key) if key and beh == "default" else None
+            if entry is None:
+                blocked.add(name)
+                continue
+            hits[name] = entry
+            self.dv[name] = entry.data_version
+            self._emit_hit(n, entry, "code and inputs unchanged")
+
+        values: dict[str, Any] = {}
+        interrupted = False
+        need_exec = blocked or any(o in deferred for o in outputs)
+        if need_exec:
+            hamilton_overrides = {
+                name: self._lazy(name, e) for name, e in hits.items()
+            }
+            hamilton_overrides.update(overrides)
+            adapter = LifecycleAdapterSet(_CacheAdapter(self))
+            try:
+                computed = execute_subdag(
+                    nodes=[graph_nodes[o] for o in outputs],
+                    inputs={k: v for k, v in ext_values.items() if v is not _ABSENT},
+                    adapter=adapter,
+                    overrides=hamilton_overrides,
+                    run_id=str(run_id),
+                )
+            except KeyboardInterrupt:
+                interrupted = True
+                computed = {}
+            for o in outputs:
+                if o in computed and not isinstance(computed[o], _Failed):
+                    values[o] = computed[o]
+        else:
+            for o in outputs:
+                if o in hits:
+                    values[o] = self._lazy(o, hits[o])
+                elif o in overrides:
+                    values[o] = overrides[o]
+                elif o in ext_values and ext_values[o] is not _ABSENT:
+                    values[o] = ext_values[o]
+        self.store.touch(e.key for e in hits.values())
+        self.store.flush()
+        self.emit(
+            RunFinished(run_id, tuple(outputs), ok=not self.errors and not interrupted,
+                        interrupted=interrupted, duration=time.perf_counter() - t_run)
+        )
+        return RunOutcome(run_id, list(outputs), values, self.events, dict(self.errors),
+                          interrupted)
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def _external_inputs(self, order, inputs, overrides, namespace) -> dict[str, Any]:  # noqa: ANN001
+        nodes = self.dag.nodes
+        found: dict[str, Any] = {}
+        missing: dict[str, list[str]] = {}
+        for name in order:
+            n = nodes[name]
+            if not n.user_defined or name in overrides:
+                continue
+            for source in (inputs, self.dag.config, namespace):
+                if name in source:
+                    found[name] = source[name]
+                    break
+            else:
+                users = [d.name for d in n.depended_on_by if d.name in order]
+                required = [
+                    u for u in users
+                    if nodes[u].input_types[name][1].name == "REQUIRED"
+                ]
+                if required:
+                    missing[name] = required
+                else:
+                    found[name] = _ABSENT
+        if missing:
+            raise MissingInputs(sorted(missing), missing)
+        return found
+
+    def _input_version(self, name: str, value: Any) -> str | None:
+        if value is _ABSENT:
+            return "<absent>"
+        if self.settings.behavior.get(name) == "ignore":
+            return IGNORED
+        try:
+            return fingerprint(value)
+        except Unhashable:
+            return None
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def _behavior(self, n: Node) -> str:
+        if not self.settings.enabled:
+            return "disable"
+        beh = self.settings.behavior.get(n.name) or n.tags.get("cache.behavior") or "default"
+        return str(getattr(beh, "value", beh)).lower()
+
+    def _format(self, n: Node) -> str:
+        fmt = self.settings.format.get(n.name) or n.tags.get("cache.format") or "joblib"
+        fmt = str(getattr(fmt, "value", fmt)).lower()
+        return "joblib" if fmt == "pickle" else fmt
+
+    def _code_version(self, n: Node) -> tuple[str | None, dict[str, Any]]:
+        fns = n.originating_functions or ()
+        if not fns:
+            return None, {"error": "node has no function"}
+        config = self.dag.config
+        parts: dict[str, Any] = {}
+        for fn in fns:
+            try:
+                _, fparts = self.versioner.function_version(fn, self.dag.fcode(fn))
+            except Unhashable as e:
+                return None, {"error": str(e)}
+            code = getattr(fn, "__code__", None)
+            ck = (code, id(config), tuple(config))
+            keys = self._config_keys.get(ck)
+            if keys is None:
+                keys = self._config_keys[ck] = _relevant_config(fn, config)
+            for k in keys:
+                try:
+                    fparts[f"config:{k}"] = fingerprint(config[k])
+                except Unhashable:
+                    fparts[f"config:{k}"] = f"<id:{id(config[k])}>"
+            parts[fn.__name__] = fparts
+        flat = [f"{fn}.{k}={v}" for fn, p in sorted(parts.items()) for k, v in sorted(p.items())]
+        return hash_strings(HAMILTON_VERSION, n.name, *flat), parts
+
+    def _key(self, n: Node) -> tuple[str | None, dict[str, Any]]:
+        """Cache key of ``n`` and what it is made of; None when it cannot be known."""
+        cv, code_parts = self._code_version(n)
+        deps = {d.name: self.dv.get(d.name, "<absent>") for d in n.dependencies}
+        parts = {"code_version": cv, "code": code_parts, "deps": deps}
+        self.parts[n.name] = parts
+        if cv is None or any(v is None for v in deps.values()):
+            return None, parts
+        key = hash_strings(
+            str(FORMAT_VERSION), n.name, cv, *(f"{k}={v}" for k, v in sorted(deps.items()))
+        )
+        return key, parts
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _cell(self, name: str) -> str | None:
+        return self.dag.node_cell.get(name)
+
+    def _emit_hit(self, n: Node, entry: Entry, reason: str) -> None:
+        ev = NodeEvent(
+            self.run_id, n.name, Status.CACHED, reason, self._cell(n.name), 0.0,
+            entry.compute_time, entry.size, CacheNote.STORED,
+            code_version=entry.code_version, data_version=entry.data_version,
+        )
+        self.events.append(ev)
+        self.emit(ev)
+
+    def _lazy(self, name: str, entry: Entry) -> Lazy:
+        store = self.store
+
+        def load() -> Any:
+            try:
+                return store.load(entry)
+            except CorruptEntry as e:
+                warnings.warn(
+                    f"hamilton_nb: {e}. The entry was dropped and `{name}` is recomputed.",
+                    stacklevel=2,
+                )
+                store.delete([entry.key])
+                raise _RetryRun(name) from e
+
+        return Lazy(name, entry.data_version, load)
+
+    # -- execution (called by Hamilton through the adapter) ----------------------------------
+
+    def execute_node(self, n: Node, kwargs: dict[str, Any]) -> Any:
+        name = n.name
+        failed = [v.node for v in kwargs.values() if isinstance(v, _Failed)]
+        if failed:
+            self.dv[name] = None
+            ev = NodeEvent(self.run_id, name, Status.SKIPPED,
+                           f"upstream `{failed[0]}` failed", self._cell(name))
+            self.events.append(ev)
+            self.emit(ev)
+            return _Failed(name)
+        beh = self._behavior(n)
+        key, parts = self._key(n)
+        if beh == "default" and key is not None:
+            entry = self.store.lookup(key)
+            if entry is not None:  # early cutoff: an upstream recomputed to the same data
+                self.dv[name] = entry.data_version
+                self.store.touch([entry.key])
+                self._emit_hit(n, entry, "upstream recomputed but unchanged")
+                return self._lazy(name, entry)
+        reason = self.explain_miss(n, key, parts, beh)
+        self.emit(NodeStarted(self.run_id, name))
+        args = {k: (v.load() if isinstance(v, Lazy) else v) for k, v in kwargs.items()}
+        t0 = time.perf_counter()
+        try:
+            value = n(**args)
+        except Exception as e:
+            duration = time.perf_counter() - t0
+            self.errors[name] = e
+            self.dv[name] = None
+            tb = "".join(traceback.format_exception_only(type(e), e)).strip()
+            ev = NodeEvent(self.run_id, name, Status.FAILED, reason, self._cell(name), duration,
+                           error=tb, code_version=parts["code_version"])
+            self.events.append(ev)
+            self.emit(ev)
+            return _Failed(name)
+        duration = time.perf_counter() - t0
+        note, size, dv = self._record(n, key, parts, value, beh, duration)
+        ev = NodeEvent(self.run_id, name, Status.COMPUTED, reason, self._cell(name), duration,
+                       0.0, size, note, code_version=parts["code_version"], data_version=dv)
+        self.events.append(ev)
+        self.emit(ev)
+        return value
+
+    def _record(self, n, key, parts, value, beh, duration):  # noqa: ANN001, ANN202
+        name = n.name
+        if beh == "ignore":
+            self.dv[name] = IGNORED
+            return CacheNote.DISABLED, None, IGNORED
+        try:
+            dv = fingerprint(value)
+        except Unhashable as e:
+            warnings.warn(
+                f"hamilton_nb: `{name}` was computed but not cached: {e}. Nodes downstream of "
+                f"it recompute on every run.", stacklevel=2,
+            )
+            self.dv[name] = None
+            return CacheNote.UNHASHABLE, None, None
+        self.dv[name] = dv
+        if beh == "disable" or key is None:
+            return CacheNote.DISABLED, None, dv
+        try:
+            entry = self.store.put(key, name, parts["code_version"], dv, value, self._format(n),
+                                   duration, parts)
+        except StoreError as e:
+            warnings.warn(
+                f"hamilton_nb: `{name}` was computed and used but not cached: {e}. Mark it "
+                f"`@cache(behavior=\"disable\")` to silence this.", stacklevel=2,
+            )
+            return CacheNote.UNPICKLABLE, None, dv
+        return CacheNote.STORED, entry.size, dv
+
+    def explain_miss(self, n: Node, key: str | None, parts: dict[str, Any], beh: str) -> str:
+        """One sentence: why ``n`` must compute now."""
+        if beh == "recompute":
+            return "marked recompute (always runs)"
+        if beh == "disable":
+            return "caching disabled for this node" if self.settings.enabled else "cache is off"
+        if beh == "ignore":
+            return "marked ignore (not cached)"
+        if parts["code_version"] is None:
+            return f"cannot be cached: {parts['code'].get('error', 'unknown code')}"
+        for dep, dv in parts["deps"].items():
+            if dv is None:
+                return f"upstream `{dep}` has no fingerprint"
+        return explain_difference(self.store.latest(n.name), parts, self.dag)
+
+
+def explain_difference(prev: Entry | None, parts: Mapping[str, Any], dag: LiveDag) -> str:
+    """Compare the key parts of the last stored entry of a node with the current ones."""
+    if prev is None or not prev.parts:
+        return "no cached value yet"
+    old_code, new_code = prev.parts.get("code", {}), parts.get("code", {})
+    for fn, new in new_code.items():
+        old = old_code.get(fn, {})
+        if old.get("source") != new.get("source"):
+            return f"code of `{fn}` changed"
+        for k, v in new.items():
+            if k == "source" or old.get(k) == v:
+                continue
+            if k.startswith("config:"):
+                return f"config `{k[7:]}` changed"
+            kind = "helper" if str(v).startswith("fn:") else "global"
+            return f"code of {kind} `{k}` changed" if kind == "helper" else f"global `{k}` changed"
+    old_deps, new_deps = prev.parts.get("deps", {}), parts.get("deps", {})
+    for dep, dv in new_deps.items():
+        if old_deps.get(dep) != dv:
+            n = dag.nodes.get(dep)
+            kind = "input" if n is not None and n.user_defined else "upstream"
+            return f"{kind} `{dep}` changed"
+    if old_code != new_code or old_deps != new_deps:
+        return "its dependencies changed"
+    return "cache entry missing (cleared or evicted)"
+
+
+class _CacheAdapter(BaseDoNodeExecute):
+    """Hamilton lifecycle method: every node Hamilton executes goes through the runner."""
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+
+    def do_node_execute(self, *, run_id: str, node_: Node, kwargs: dict[str, Any],
+                        task_id: str | None = None) -> Any:
+        return self.runner.execute_node(node_, kwargs)
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT = _Absent()

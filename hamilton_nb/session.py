@@ -1,0 +1,491 @@
+"""The session: the one object that owns the live DAG, the store, the settings and the event log."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .events import DagChanged, Event, NodeEvent, RunFinished, Status
+from .graph import CellDef, CellError, LiveDag, prepare_cell
+from .runner import BEHAVIORS, FORMATS, Lazy, MissingInputs, RunOutcome, Runner, Settings
+from .runner import explain_difference as _explain
+from .store import DiskStore, MemoryStore, Store
+from .versions import CodeVersioner
+
+DEFAULT_CACHE_DIRNAME = ".hamilton_nb_cache"
+
+
+class SessionError(Exception):
+    """A request the session cannot carry out; the message says what to do instead."""
+
+
+class RunFailed(Exception):
+    """One or more nodes raised. ``errors`` maps node names to their exceptions."""
+
+    def __init__(self, outcome: RunOutcome):
+        self.outcome = outcome
+        self.errors = outcome.errors
+        first, err = next(iter(outcome.errors.items()))
+        super().__init__(f"node `{first}` failed: {type(err).__name__}: {err}")
+
+
+def default_cache_dir() -> Path:
+    """``HAMILTON_NB_CACHE`` if set, else ``.hamilton_nb_cache`` in the working directory."""
+    env = os.environ.get("HAMILTON_NB_CACHE")
+    return Path(env) if env else Path.cwd() / DEFAULT_CACHE_DIRNAME
+
+
+class Session:
+    """State of hamilton_nb in one kernel. Get it with :func:`hamilton_nb.session`.
+
+    It can be used without IPython: ``Session(namespace={})`` is a plain Python object.
+    """
+
+    def __init__(
+        self,
+        namespace: MutableMapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache: bool = True,
+    ) -> None:
+        self.namespace: MutableMapping[str, Any] = namespace if namespace is not None else {}
+        self.session_id = uuid.uuid4().hex
+        self.dag = LiveDag()
+        self.settings = Settings(enabled=cache)
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._store: Store | None = None
+        self._listeners: list[Callable[[Event], None]] = []
+        self._static: dict[Any, Any] = {}
+        self._config_keys: dict[Any, list[str]] = {}
+        self._run_counter = 0
+        self._last: RunOutcome | None = None
+        self.node_events: dict[str, NodeEvent] = {}  # latest event of every node
+        self.running = False
+        self._pending: dict[str, Lazy] = {}  # bound names whose value is not loaded yet
+        self._bound: dict[str, int] = {}  # name -> id() of the object we bound
+        self._anon = 0
+
+    # -- store ---------------------------------------------------------------------------------
+
+    @property
+    def cache_dir(self) -> Path:
+        return (self._cache_dir or default_cache_dir()).absolute()
+
+    @property
+    def store(self) -> Store:
+        """The result store, opened on first use."""
+        if self._store is None:
+            self._store = DiskStore(self.cache_dir) if self.settings.enabled else MemoryStore()
+        return self._store
+
+    def set_cache_dir(self, path: str | os.PathLike[str]) -> None:
+        """Use another cache folder from now on."""
+        self.close()
+        self._cache_dir = Path(path)
+
+    def close(self) -> None:
+        """Flush and release the store (the extension calls this on unload)."""
+        if self._store is not None:
+            close = getattr(self._store, "close", None)
+            if close:
+                close()
+            self._store = None
+
+    # -- events --------------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event; returns a function that unsubscribes."""
+        self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def _emit(self, event: Event) -> None:
+        if isinstance(event, NodeEvent):
+            self.node_events[event.node] = event
+        for cb in list(self._listeners):
+            try:
+                cb(event)
+            except Exception as e:  # a broken panel must never break a run
+                warnings.warn(f"hamilton_nb: an event listener failed: {e!r}", stacklevel=2)
+
+    # -- cells ---------------------------------------------------------------------------------
+
+    def register_cell(self, body: str, cell_id: str | None = None) -> CellDef:
+        """Register a ``%%hamilton`` cell body; replaces the cell with the same id.
+
+        Without a cell id (plain IPython), a cell that defines some of the nodes of exactly one
+        registered cell replaces that cell. Raises :class:`CellError`, changing nothing.
+        """
+        if cell_id is None:
+            cell_id = self._fallback_cell_id(body)
+        cell = prepare_cell(cell_id, body, self.namespace, self.dag.config)
+        old = self.dag.cells.get(cell_id)
+        self.dag.add_cell(cell)  # validates; raises CellError with nothing changed
+        removed = sorted(set(old.nodes) - set(cell.nodes)) if old else []
+        for name in removed:
+            self._unbind(name)
+        self.namespace.update(cell.published)
+        self._emit(DagChanged(cell_id, tuple(cell.nodes), tuple(removed)))
+        return cell
+
+    def _fallback_cell_id(self, body: str) -> str:
+        import ast
+
+        try:
+            names = [n.name for n in ast.parse(body).body
+                     if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        except SyntaxError:
+            names = []
+        owners = self.dag.find_cell_for(names)
+        if len(owners) == 1:
+            return owners[0]
+        self._anon += 1
+        while f"cell-{self._anon}" in self.dag.cells:
+            self._anon += 1
+        return f"cell-{self._anon}"
+
+    def remove_cell(self, cell_id: str) -> None:
+        """Remove a cell and its nodes from the live DAG."""
+        if cell_id not in self.dag.cells:
+            raise SessionError(f"No cell {cell_id!r}. Known cells: {', '.join(self.dag.cells)}")
+        cell = self.dag.remove_cell(cell_id)
+        for name in cell.nodes:
+            self._unbind(name)
+        self._emit(DagChanged(cell_id, (), tuple(cell.nodes)))
+
+    def set_config(self, config: Mapping[str, Any]) -> None:
+        """Set Hamilton's config (re-resolves ``@config.when`` and friends)."""
+        try:
+            self.dag.set_config(config)
+        except CellError as e:
+            raise SessionError(str(e)) from None
+        self._emit(DagChanged(None))
+
+    def reset(self) -> None:
+        """Forget the live DAG and run history (the on-disk cache stays)."""
+        for name in list(self._bound):
+            self._unbind(name)
+        self._pending.clear()
+        self.dag.clear()
+        self.node_events.clear()
+        self._last = None
+        self._emit(DagChanged(None))
+
+    # -- running -------------------------------------------------------------------------------
+
+    def _check_nodes(self, names: Iterable[str]) -> list[str]:
+        names = list(dict.fromkeys(names))
+        unknown = [n for n in names if n not in self.dag.nodes]
+        if unknown:
+            known = ", ".join(sorted(n for n, v in self.dag.nodes.items() if not v.user_defined))
+            raise SessionError(
+                f"Unknown node(s): {', '.join(unknown)}. Nodes in the live DAG: {known or 'none'}."
+            )
+        return names
+
+    def execute(
+        self,
+        outputs: Iterable[str],
+        inputs: Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> RunOutcome:
+        """Run ``outputs`` and return the outcome; values of cache hits stay lazy (:class:`Lazy`).
+
+        Raises :class:`SessionError` for unknown nodes or missing inputs; node failures are in
+        ``outcome.errors``; an interrupted run has ``outcome.interrupted``.
+        """
+        outputs = self._check_nodes(outputs)
+        if self.running:
+            raise SessionError("A run is already in progress in this kernel.")
+        self._run_counter += 1
+        runner = Runner(self.dag, self.store, self._emit, self.settings, self._static,
+                        self._config_keys)
+        self.running = True
+        try:
+            outcome = runner.run(self._run_counter, outputs, inputs or {}, overrides or {},
+                                 self.namespace)
+        except MissingInputs as e:
+            raise SessionError(str(e)) from None
+        finally:
+            self.running = False
+        self._last = outcome
+        return outcome
+
+    def run(
+        self,
+        outputs: Iterable[str] | str,
+        inputs: Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Compute ``outputs`` (recomputing only what changed) and return their values.
+
+        Raises :class:`RunFailed` if a node raised, ``KeyboardInterrupt`` if interrupted; the
+        nodes that finished are cached either way.
+        """
+        outcome = self.execute([outputs] if isinstance(outputs, str) else outputs, inputs,
+                               overrides)
+        if outcome.interrupted:
+            raise KeyboardInterrupt
+        if outcome.errors:
+            raise RunFailed(outcome)
+        return {k: self._resolve(k, v) for k, v in outcome.values.items()}
+
+    def _resolve(self, name: str, value: Any) -> Any:
+        """Load a lazy value; an unreadable entry is dropped and the node recomputed."""
+        if not isinstance(value, Lazy):
+            return value
+        try:
+            return value.load()
+        except BaseException as e:  # _RetryRun: the entry was unreadable and is now deleted
+            if type(e).__name__ != "_RetryRun":
+                raise
+            return self.run([name])[name]
+
+    def run_cell_nodes(self, cell_id: str) -> RunOutcome:
+        """Compute the nodes a cell defines (comm and context-menu entry point)."""
+        cell = self.dag.cells.get(cell_id)
+        if cell is None:
+            raise SessionError(f"Cell {cell_id!r} is not a registered %%hamilton cell.")
+        outcome = self.execute(list(cell.nodes))
+        self.bind(outcome)
+        return outcome
+
+    # -- binding into the notebook namespace ---------------------------------------------------
+
+    def bind(self, outcome: RunOutcome) -> None:
+        """Bind output values in the namespace under their node names.
+
+        Values computed in this run are bound at once; cached ones are bound *lazily*: they
+        are read from disk the first time a cell mentions the name (see ``pending``).
+        """
+        for name, value in outcome.values.items():
+            self._unbind(name)
+            if isinstance(value, Lazy):
+                self._pending[name] = value
+            else:
+                self.namespace[name] = value
+                self._bound[name] = id(value)
+
+    def _unbind(self, name: str) -> None:
+        self._pending.pop(name, None)
+        bound = self._bound.pop(name, None)
+        if bound is not None and id(self.namespace.get(name, None)) == bound:
+            del self.namespace[name]
+
+    @property
+    def pending(self) -> frozenset[str]:
+        """Names bound lazily and not loaded yet."""
+        return frozenset(self._pending)
+
+    def load_pending(self, names: Iterable[str]) -> None:
+        """Load the lazily bound values among ``names`` into the namespace.
+
+        A name the user has since assigned is left alone (theirs wins).
+        """
+        for name in names:
+            lazy = self._pending.pop(name, None)
+            if lazy is None or name in self.namespace:
+                continue
+            value = self._resolve(name, lazy)
+            self.namespace[name] = value
+            self._bound[name] = id(value)
+
+    def value(self, name: str) -> Any:
+        """The current value of a node: from the last run if it produced it, else computed."""
+        if name in self._pending:
+            self.load_pending([name])
+            return self.namespace[name]
+        return self.run([name])[name]
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def last_run(self) -> pd.DataFrame:
+        """One row per node the last run touched: node, status, reason, timings, cache note."""
+        events = self._last.events if self._last else []
+        return _events_frame(events)
+
+    def status(self) -> pd.DataFrame:
+        """Every node of the live DAG: the cell defining it and its state."""
+        stale = self.stale_nodes()
+        rows = []
+        for name in self.dag.order:
+            n = self.dag.nodes[name]
+            ev = self.node_events.get(name)
+            if n.user_defined:
+                state = "input"
+            elif name in stale:
+                state = "stale"
+            else:
+                state = ev.status.value if ev else "never_run"
+            rows.append({"node": name, "cell_id": self.dag.node_cell.get(name), "state": state,
+                         "reason": ev.reason if ev else ""})
+        return pd.DataFrame(rows, columns=["node", "cell_id", "state", "reason"])
+
+    def stale_nodes(self) -> set[str]:
+        """Nodes whose code, or an upstream's value or code, changed since their value was made."""
+        if not self.node_events:
+            return set()
+        runner = Runner(self.dag, self.store, lambda e: None, self.settings, self._static,
+                        self._config_keys)
+        runner.versioner = CodeVersioner(self._static)
+        stale: set[str] = set()
+        for name in self.dag.order:
+            n = self.dag.nodes[name]
+            ev = self.node_events.get(name)
+            if n.user_defined or ev is None:
+                continue
+            if any(d.name in stale for d in n.dependencies):
+                stale.add(name)
+                continue
+            cv, _ = runner._code_version(n)
+            if cv != ev.code_version:
+                stale.add(name)
+                continue
+            for d in n.dependencies:
+                dev = self.node_events.get(d.name)
+                if dev is not None and dev.at > ev.at and dev.data_version != _dep_dv(self, name,
+                                                                                       d.name):
+                    stale.add(name)
+                    break
+        return stale
+
+    def why(self, name: str) -> str:
+        """One sentence: why ``name`` was recomputed or reused in the run that last touched it."""
+        self._check_nodes([name])
+        ev = self.node_events.get(name)
+        if ev is None:
+            return f"`{name}` has not run in this session."
+        verb = {Status.CACHED: "was reused", Status.COMPUTED: "was recomputed",
+                Status.FAILED: "failed", Status.SKIPPED: "was skipped"}.get(ev.status, "ran")
+        extra = f" ({ev.error})" if ev.error else ""
+        return f"`{name}` {verb}: {ev.reason}{extra}."
+
+    def explain(self, name: str) -> str:
+        """Why ``name`` would recompute if run now (compares with its last cache entry)."""
+        self._check_nodes([name])
+        entry = self.store.latest(name)
+        runner = Runner(self.dag, self.store, lambda e: None, self.settings, self._static,
+                        self._config_keys)
+        runner.versioner = CodeVersioner(self._static)
+        cv, code = runner._code_version(self.dag.nodes[name])
+        return _explain(entry, {"code_version": cv, "code": code,
+                                "deps": entry.parts.get("deps", {}) if entry else {}}, self.dag)
+
+    # -- cache management ----------------------------------------------------------------------
+
+    def cache_entries(self) -> pd.DataFrame:
+        """Cache entries: node, code version, data version, size, compute time, created, used."""
+        rows = [
+            {"node": e.node, "code_version": e.code_version[:12], "data_version":
+             e.data_version[:12], "format": e.fmt, "size": e.size, "compute_time": e.compute_time,
+             "created": pd.Timestamp(e.created, unit="s"),
+             "last_used": pd.Timestamp(e.last_used, unit="s"), "key": e.key}
+            for e in self.store.entries()
+        ]
+        cols = ["node", "code_version", "data_version", "format", "size", "compute_time",
+                "created", "last_used", "key"]
+        return pd.DataFrame(rows, columns=cols).sort_values(["node", "created"],
+                                                            ignore_index=True)
+
+    def clear(self, nodes: Iterable[str] | None = None) -> int:
+        """Delete the cache entries of ``nodes`` (all entries if None); returns how many."""
+        names = None if nodes is None else set(nodes)
+        keys = [e.key for e in self.store.entries() if names is None or e.node in names]
+        n = self.store.delete(keys)
+        self._emit(DagChanged(None))
+        return n
+
+    def clear_cell(self, cell_id: str) -> int:
+        """Delete the cache entries of the nodes a cell defines."""
+        cell = self.dag.cells.get(cell_id)
+        if cell is None:
+            raise SessionError(f"Cell {cell_id!r} is not a registered %%hamilton cell.")
+        return self.clear(cell.nodes)
+
+    def evict(self, max_bytes: int | None = None, older_than: float | None = None) -> int:
+        """Evict least-recently-used entries until the cache holds at most ``max_bytes``, and
+        entries unused for ``older_than`` seconds. Returns how many entries went."""
+        return self.store.evict(max_bytes, older_than, self.protected_versions())
+
+    def protected_versions(self) -> frozenset[str]:
+        """Data versions that eviction must keep (values named checkpoints refer to)."""
+        return frozenset()
+
+    def set_behavior(self, node: str, behavior: str) -> None:
+        """Cache behavior of a node or input: default, recompute, disable or ignore."""
+        if behavior not in BEHAVIORS:
+            raise SessionError(f"Unknown behavior {behavior!r}; use one of {', '.join(BEHAVIORS)}.")
+        self.settings.behavior[node] = behavior
+
+    def set_format(self, node: str, fmt: str) -> None:
+        """Storage format of a node's value: joblib (default) or parquet (DataFrames)."""
+        if fmt not in FORMATS:
+            raise SessionError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
+        self.settings.format[node] = fmt
+
+    # -- front-end state -----------------------------------------------------------------------
+
+    def dag_state(self) -> dict[str, Any]:
+        """JSON-serializable state for the JupyterLab extension (docs/protocol.md)."""
+        stale = self.stale_nodes()
+        nodes = []
+        for name in self.dag.order:
+            n = self.dag.nodes[name]
+            ev = self.node_events.get(name)
+            if name in stale:
+                status = "stale"
+            elif ev is not None:
+                status = ev.status.value
+            else:
+                status = "never_run"
+            nodes.append({
+                "name": name,
+                "cell_id": self.dag.node_cell.get(name),
+                "kind": "input" if n.user_defined else "function",
+                "deps": [d.name for d in n.dependencies],
+                "status": status,
+                "reason": ev.reason if ev else "",
+                "duration": ev.duration if ev else None,
+                "code_version": ev.code_version if ev else None,
+            })
+        cells = [
+            {"cell_id": cid, "nodes": list(c.nodes), "source_hash": c.source_hash,
+             "stale": any(n in stale for n in c.nodes)}
+            for cid, c in self.dag.cells.items()
+        ]
+        return {"session_id": self.session_id,
+                "run_id": self._last.run_id if self._last else None,
+                "running": self.running, "nodes": nodes, "cells": cells}
+
+
+def _dep_dv(session: Session, node: str, dep: str) -> str | None:
+    entry = session.store.latest(node)
+    if entry is None:
+        return None
+    return entry.parts.get("deps", {}).get(dep)
+
+
+_EVENT_COLUMNS = ["node", "status", "reason", "cell_id", "duration", "saved", "size", "cache",
+                  "error"]
+
+
+def _events_frame(events: list[NodeEvent]) -> pd.DataFrame:
+    rows = [
+        {"node": e.node, "status": e.status.value, "reason": e.reason, "cell_id": e.cell_id,
+         "duration": e.duration, "saved": e.saved, "size": e.size, "cache": e.cache.value,
+         "error": e.error}
+        for e in events
+    ]
+    return pd.DataFrame(rows, columns=_EVENT_COLUMNS)
+
+
+__all__ = ["RunFailed", "RunFinished", "Session", "SessionError", "default_cache_dir"]

@@ -1,0 +1,223 @@
+"""Kernel side of the JupyterLab comm protocol (docs/protocol.md, target ``hamilton_nb``).
+
+``CommBridge`` connects a hamilton_nb session to the ``hamilton-nb`` JupyterLab extension:
+
+* it registers the comm target ``hamilton_nb`` so the front-end can open a comm and send
+  ``hello`` / ``request_state`` / ``run_cell`` / ``clear_cell`` / ``restore``;
+* it opens a comm to the front-end on ``start()`` carrying the current state, so an already open
+  Lab learns that the extension was loaded without polling;
+* it subscribes to session events and pushes a fresh ``state`` message on each of them
+  (throttled to one message per ``THROTTLE_S`` while a run is in progress, but the state after a
+  ``run_finished`` event is always sent).
+
+Nothing here may raise into the kernel: failures of a request are answered with an ``error``
+message, failures while pushing state are logged and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import comm as _comm
+
+__all__ = ["PROTOCOL", "TARGET", "CommBridge"]
+
+log = logging.getLogger(__name__)
+
+TARGET = "hamilton_nb"
+PROTOCOL = 1
+THROTTLE_S = 0.2
+
+
+class CommBridge:
+    """Serve the ``hamilton_nb`` comm target for one session.
+
+    ``session`` must provide ``dag_state() -> dict``, ``subscribe(cb) -> unsubscribe``,
+    ``run_cell_nodes(cell_id)``, ``clear_cell(cell_id)`` and ``restore()``.
+    """
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self._comms: dict[str, Any] = {}
+        self._unsubscribe: Callable[[], Any] | None = None
+        self._started = False
+        # Serialises sends between the kernel thread and the throttle timer thread.
+        self._lock = threading.RLock()
+        self._last_send = 0.0
+        self._pending: dict | None = None
+        self._timer: threading.Timer | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def start(self) -> None:
+        """Register the comm target, subscribe to session events, announce the state."""
+        if self._started:
+            return
+        self._started = True
+        try:
+            _comm.get_comm_manager().register_target(TARGET, self._on_open)
+        except Exception:
+            log.exception("hamilton_nb: could not register comm target %r", TARGET)
+        try:
+            self._unsubscribe = self.session.subscribe(self._on_event)
+        except Exception:
+            log.exception("hamilton_nb: could not subscribe to session events")
+        try:
+            c = _comm.create_comm(target_name=TARGET, data=self._state_message())
+        except Exception:
+            log.exception("hamilton_nb: could not open comm to the front-end")
+        else:
+            self._adopt(c)
+
+    def stop(self) -> None:
+        """Undo ``start()``: unregister the target, unsubscribe, close every open comm."""
+        if not self._started:
+            return
+        self._started = False
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._pending = None
+        try:
+            manager = _comm.get_comm_manager()
+            if manager.targets.get(TARGET) == self._on_open:
+                manager.unregister_target(TARGET, self._on_open)
+        except Exception:
+            log.debug("hamilton_nb: unregister_target failed", exc_info=True)
+        if self._unsubscribe is not None:
+            try:
+                self._unsubscribe()
+            except Exception:
+                log.debug("hamilton_nb: unsubscribe failed", exc_info=True)
+            self._unsubscribe = None
+        comms = list(self._comms.values())
+        self._comms.clear()
+        for c in comms:
+            try:
+                c.on_msg(None)
+                c.on_close(None)
+                c.close()
+            except Exception:
+                log.debug("hamilton_nb: closing comm failed", exc_info=True)
+
+    # ------------------------------------------------------------------ comms
+    def _adopt(self, c: Any) -> None:
+        comm_id = c.comm_id
+        self._comms[comm_id] = c
+
+        def on_msg(msg: dict) -> None:
+            self._handle(c, _data(msg))
+
+        def on_close(msg: dict) -> None:
+            self._comms.pop(comm_id, None)
+
+        c.on_msg(on_msg)
+        c.on_close(on_close)
+
+    def _on_open(self, c: Any, msg: dict) -> None:
+        """Target callback: the front-end opened a comm (its open data is a request)."""
+        self._adopt(c)
+        data = _data(msg)
+        if data:
+            self._handle(c, data)
+
+    def _handle(self, c: Any, data: dict) -> None:
+        try:
+            kind = data.get("type")
+            if kind in ("hello", "request_state"):
+                self._send(c, self._state_message())
+            elif kind == "run_cell":
+                self.session.run_cell_nodes(_cell_id(data))
+                self._send(c, self._state_message())
+            elif kind == "clear_cell":
+                self.session.clear_cell(_cell_id(data))
+                self._send(c, self._state_message())
+            elif kind == "restore":
+                self.session.restore()
+                self._send(c, self._state_message())
+            else:
+                self._send(c, _error(f"unknown message type {kind!r}"))
+        except BaseException as e:  # never raise into the kernel, KeyboardInterrupt included
+            message = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            try:
+                self._send(c, _error(message))
+            except Exception:
+                log.exception("hamilton_nb: could not report error %s", message)
+
+    def _send(self, c: Any, data: dict) -> None:
+        with self._lock:
+            c.send(data)
+
+    def _broadcast(self, data: dict) -> None:
+        with self._lock:
+            self._last_send = time.monotonic()
+            self._pending = None
+            for c in list(self._comms.values()):
+                try:
+                    c.send(data)
+                except Exception:
+                    log.debug("hamilton_nb: send failed, dropping comm", exc_info=True)
+                    self._comms.pop(c.comm_id, None)
+
+    def _state_message(self) -> dict:
+        return {"type": "state", "protocol": PROTOCOL, "state": self.session.dag_state()}
+
+    # ------------------------------------------------------------------ session events
+    def _on_event(self, event: Any) -> None:
+        if not self._started or not self._comms:
+            return
+        try:
+            msg = self._state_message()
+            finished = getattr(event, "kind", None) == "run_finished"
+            running = bool(msg["state"].get("running"))
+            with self._lock:
+                wait = self._last_send + THROTTLE_S - time.monotonic()
+                if finished or not running or wait <= 0:
+                    if self._timer is not None:
+                        self._timer.cancel()
+                        self._timer = None
+                    self._broadcast(msg)
+                    return
+                # Throttled: keep the newest snapshot and send it when the window ends, so a
+                # long-running node does not leave the front-end showing an outdated state.
+                self._pending = msg
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._flush)
+                    self._timer.daemon = True
+                    self._timer.start()
+        except Exception:
+            log.exception("hamilton_nb: could not push state to the front-end")
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._timer = None
+            msg = self._pending
+            if msg is not None and self._started:
+                self._broadcast(msg)
+
+
+def _data(msg: Any) -> dict:
+    try:
+        data = msg["content"]["data"]
+    except (KeyError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _cell_id(data: dict) -> str:
+    cell_id = data.get("cell_id")
+    if not isinstance(cell_id, str) or not cell_id:
+        raise ValueError("message needs a non-empty 'cell_id'")
+    return cell_id
+
+
+def _error(message: str) -> dict:
+    return {"type": "error", "protocol": PROTOCOL, "message": message}

@@ -1,0 +1,500 @@
+/**
+ * One `NotebookConnection` per open notebook: it keeps the comm to the notebook's kernel, the last
+ * DAG state the kernel sent, and the `hnb-stale` class on the notebook's cells.
+ */
+import { Notification } from '@jupyterlab/apputils';
+import { ICellModel } from '@jupyterlab/cells';
+import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import { Kernel, KernelMessage } from '@jupyterlab/services';
+import { JSONObject } from '@lumino/coreutils';
+import { IDisposable } from '@lumino/disposable';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { bodyHash, hamiltonBody } from './hash';
+import { COMM_TARGET, FrontendMessage, IDagState, PROTOCOL, parseState } from './protocol';
+
+/**
+ * - `no_kernel`: the notebook has no kernel (yet).
+ * - `connecting`: a `hello` was sent, no answer yet.
+ * - `not_loaded`: the kernel has no `hamilton_nb` comm target (not loaded, or not Python).
+ * - `connected`: the kernel sent a state.
+ */
+export type ConnectionStatus = 'no_kernel' | 'connecting' | 'not_loaded' | 'connected';
+
+/** CSS class put on notebook cells that are stale. */
+export const STALE_CLASS = 'hnb-stale';
+
+/** Delay between an edit and the stale-marker recomputation. */
+const EDIT_DEBOUNCE_MS = 250;
+
+/** Give up waiting for an answer to `hello` (e.g. a kernel without comm support). */
+const HELLO_TIMEOUT_MS = 10000;
+
+export class NotebookConnection implements IDisposable {
+  constructor(readonly panel: NotebookPanel) {
+    const ctx = panel.sessionContext;
+    ctx.kernelChanged.connect(this._onKernelChanged, this);
+    NotebookActions.executed.connect(this._onExecuted, this);
+    panel.content.modelContentChanged.connect(this._scheduleHashes, this);
+    panel.content.activeCellChanged.connect(this._emitChanged, this);
+    void ctx.ready.then(() => {
+      if (!this.isDisposed) {
+        this._attach(ctx.session?.kernel ?? null);
+      }
+    });
+    this._attach(ctx.session?.kernel ?? null);
+    this._scheduleHashes();
+  }
+
+  /** Emitted whenever the status, the state or the stale set changes. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  get status(): ConnectionStatus {
+    return this._status;
+  }
+
+  /** Last state sent by the kernel (`null` before the first one, and after a restart). */
+  get state(): IDagState | null {
+    return this._state;
+  }
+
+  /** Ids of the cells currently marked stale. */
+  get staleCells(): ReadonlySet<string> {
+    return this._stale;
+  }
+
+  /** Ids of the cells whose own text differs from what the kernel registered. */
+  get editedCells(): ReadonlySet<string> {
+    return this._edited;
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  /** Whether the cell's current text is what the kernel registered for it. */
+  isRegisteredUnchanged(cellId: string): boolean {
+    const known = this._state?.cells.find(c => c.cell_id === cellId);
+    return !!known && this._hashes.get(cellId)?.hash === known.source_hash;
+  }
+
+  /** Whether the kernel knows a `%%hamilton` cell with this id. */
+  isRegistered(cellId: string): boolean {
+    return !!this._state?.cells.some(c => c.cell_id === cellId);
+  }
+
+  /** Whether the cell's current source is a `%%hamilton` cell. */
+  isHamiltonCell(cellId: string): boolean {
+    const cell = this.panel.content.model?.cells;
+    if (!cell) {
+      return false;
+    }
+    for (let i = 0; i < cell.length; i++) {
+      const m = cell.get(i);
+      if (m.id === cellId) {
+        return hamiltonBody(m.sharedModel.getSource()) !== null;
+      }
+    }
+    return false;
+  }
+
+  /** Send a request to the kernel; returns false when there is no live comm. */
+  send(msg: FrontendMessage): boolean {
+    const comm = this._comm;
+    if (!comm || comm.isDisposed || this._status !== 'connected') {
+      return false;
+    }
+    comm.send({ ...msg } as JSONObject);
+    return true;
+  }
+
+  /** Ask the kernel for its state again (or say hello if it was not loaded before). */
+  refresh(): void {
+    if (!this.send({ type: 'request_state', protocol: PROTOCOL })) {
+      this._hello();
+    }
+  }
+
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    this._detach();
+    window.clearTimeout(this._hashTimer);
+    NotebookActions.executed.disconnect(this._onExecuted, this);
+    for (const cell of this.panel.content.widgets) {
+      cell.removeClass(STALE_CLASS);
+    }
+    Signal.clearData(this);
+  }
+
+  // ---------------------------------------------------------------- kernel / comm
+  private _onKernelChanged(): void {
+    this._attach(this.panel.sessionContext.session?.kernel ?? null);
+  }
+
+  private _attach(kernel: Kernel.IKernelConnection | null): void {
+    if (kernel === this._kernel) {
+      return;
+    }
+    this._detach();
+    this._kernel = kernel;
+    if (!kernel) {
+      this._setStatus('no_kernel');
+      return;
+    }
+    kernel.registerCommTarget(COMM_TARGET, this._onKernelComm);
+    kernel.statusChanged.connect(this._onKernelStatus, this);
+    kernel.connectionStatusChanged.connect(this._onConnectionStatus, this);
+    this._setStatus('connecting');
+    this._needsHello = true;
+    if (kernel.connectionStatus === 'connected' && isAlive(kernel.status)) {
+      this._hello();
+    }
+  }
+
+  private _detach(): void {
+    const kernel = this._kernel;
+    if (kernel) {
+      if (!kernel.isDisposed) {
+        kernel.removeCommTarget(COMM_TARGET, this._onKernelComm);
+      }
+      kernel.statusChanged.disconnect(this._onKernelStatus, this);
+      kernel.connectionStatusChanged.disconnect(this._onConnectionStatus, this);
+    }
+    this._closeComm();
+    this._kernel = null;
+    this._setState(null);
+  }
+
+  private _onKernelStatus(kernel: Kernel.IKernelConnection, status: Kernel.Status): void {
+    if (status === 'restarting' || status === 'autorestarting' || status === 'dead') {
+      // Lab disposes all comms of a restarting kernel; the new process has to be asked again.
+      this._comm = null;
+      this._helloPending = false;
+      this._setState(null);
+      this._setStatus('connecting');
+      this._needsHello = true;
+    } else if (this._needsHello && isAlive(status) && kernel.connectionStatus === 'connected') {
+      this._hello();
+    }
+  }
+
+  private _onConnectionStatus(
+    kernel: Kernel.IKernelConnection,
+    status: Kernel.ConnectionStatus
+  ): void {
+    if (status === 'connected' && isAlive(kernel.status)) {
+      // After a websocket reconnect some state messages may have been lost.
+      this.refresh();
+    }
+  }
+
+  private _onExecuted(
+    _: unknown,
+    args: { notebook: unknown; success: boolean }
+  ): void {
+    // A kernel without the comm target is asked again only after an execution completes (the
+    // cell may have been `%load_ext hamilton_nb`): cheap, at most one attempt per executed cell.
+    if (args.notebook === this.panel.content && this._status === 'not_loaded') {
+      this._hello();
+    }
+  }
+
+  private _hello(): void {
+    const kernel = this._kernel;
+    if (!kernel || kernel.isDisposed || this._helloPending) {
+      return;
+    }
+    this._needsHello = false;
+    let comm: Kernel.IComm;
+    try {
+      comm = kernel.createComm(COMM_TARGET);
+    } catch (err) {
+      console.warn('hamilton-nb: cannot open a comm', err);
+      this._setStatus('not_loaded');
+      return;
+    }
+    keepOnMainShell(comm);
+    this._helloPending = true;
+    if (this._status !== 'connected') {
+      this._setStatus('connecting');
+    }
+    this._wire(comm);
+    const timer = window.setTimeout(() => {
+      if (this._comm === comm && this._helloPending) {
+        this._helloPending = false;
+        this._setStatus('not_loaded');
+      }
+    }, HELLO_TIMEOUT_MS);
+    comm.onClose = () => {
+      window.clearTimeout(timer);
+      this._onCommClosed(comm);
+    };
+    try {
+      comm.open({ type: 'hello', protocol: PROTOCOL });
+    } catch (err) {
+      window.clearTimeout(timer);
+      this._helloPending = false;
+      this._onCommClosed(comm);
+    }
+  }
+
+  /**
+   * Comm opened by the kernel (`%load_ext hamilton_nb`); its open data is a state message.
+   *
+   * The state is shown at once, then the comm is replaced by one opened from here: Lab may already
+   * have routed the kernel-opened comm to a subshell (see `keepOnMainShell`).
+   */
+  private _onKernelComm = (comm: Kernel.IComm, msg: KernelMessage.ICommOpenMsg): void => {
+    if (this.isDisposed) {
+      return;
+    }
+    this._helloPending = false;
+    this._wire(comm);
+    comm.onClose = () => this._onCommClosed(comm);
+    this._handle(comm, msg.content.data);
+    this._hello();
+  };
+
+  /** Make `comm` the current comm, closing the previous one. */
+  private _wire(comm: Kernel.IComm): void {
+    const previous = this._comm;
+    this._comm = comm;
+    if (previous && previous !== comm && !previous.isDisposed) {
+      previous.onClose = () => undefined;
+      try {
+        previous.close();
+      } catch {
+        // the kernel may be gone already
+      }
+    }
+    comm.onMsg = msg => this._handle(comm, msg.content.data);
+  }
+
+  private _onCommClosed(comm: Kernel.IComm): void {
+    if (this._comm !== comm) {
+      return;
+    }
+    this._comm = null;
+    this._helloPending = false;
+    this._setState(null);
+    this._setStatus(this._kernel ? 'not_loaded' : 'no_kernel');
+  }
+
+  private _closeComm(): void {
+    const comm = this._comm;
+    this._comm = null;
+    this._helloPending = false;
+    if (comm && !comm.isDisposed) {
+      comm.onClose = () => undefined;
+      comm.onMsg = () => undefined;
+      try {
+        comm.close();
+      } catch {
+        // ignore: the kernel connection may be disposed
+      }
+    }
+  }
+
+  private _handle(comm: Kernel.IComm, data: unknown): void {
+    if (comm !== this._comm || typeof data !== 'object' || data === null) {
+      return;
+    }
+    const msg = data as { type?: unknown; state?: unknown; message?: unknown };
+    if (msg.type === 'state') {
+      const state = parseState(msg.state);
+      if (!state) {
+        console.warn('hamilton-nb: malformed state message', data);
+        return;
+      }
+      this._helloPending = false;
+      this._setState(state);
+      this._setStatus('connected');
+    } else if (msg.type === 'error') {
+      Notification.error(`Hamilton: ${String(msg.message ?? 'request failed')}`, {
+        autoClose: 8000
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------- stale markers
+  private _scheduleHashes(): void {
+    window.clearTimeout(this._hashTimer);
+    this._hashTimer = window.setTimeout(() => void this._updateHashes(), EDIT_DEBOUNCE_MS);
+  }
+
+  private async _updateHashes(): Promise<void> {
+    const cells = this.panel.content.model?.cells;
+    if (!cells || this.isDisposed) {
+      return;
+    }
+    const seen = new Set<string>();
+    const jobs: Promise<void>[] = [];
+    for (let i = 0; i < cells.length; i++) {
+      const model: ICellModel = cells.get(i);
+      const id = model.id;
+      seen.add(id);
+      const source = model.sharedModel.getSource();
+      const cached = this._hashes.get(id);
+      if (cached && cached.source === source) {
+        continue;
+      }
+      const body = hamiltonBody(source);
+      if (body === null) {
+        this._hashes.set(id, { source, hash: null });
+        continue;
+      }
+      jobs.push(
+        bodyHash(body).then(hash => {
+          this._hashes.set(id, { source, hash });
+        })
+      );
+    }
+    for (const id of [...this._hashes.keys()]) {
+      if (!seen.has(id)) {
+        this._hashes.delete(id);
+      }
+    }
+    await Promise.all(jobs);
+    if (!this.isDisposed) {
+      this._recomputeStale();
+    }
+  }
+
+  private _recomputeStale(): void {
+    const state = this._state;
+    const edited = new Set<string>();
+    const stale = new Set<string>();
+    if (state) {
+      const cellOfNode = new Map<string, string>();
+      for (const n of state.nodes) {
+        if (n.cell_id) {
+          cellOfNode.set(n.name, n.cell_id);
+        }
+      }
+      for (const c of state.cells) {
+        for (const name of c.nodes) {
+          cellOfNode.set(name, c.cell_id);
+        }
+      }
+      // downstream[c] = cells defining a node that depends on a node of cell c
+      const downstream = new Map<string, Set<string>>();
+      for (const n of state.nodes) {
+        const to = cellOfNode.get(n.name);
+        if (!to) {
+          continue;
+        }
+        for (const dep of n.deps) {
+          const from = cellOfNode.get(dep);
+          if (from && from !== to) {
+            let set = downstream.get(from);
+            if (!set) {
+              downstream.set(from, (set = new Set()));
+            }
+            set.add(to);
+          }
+        }
+      }
+      const queue: string[] = [];
+      for (const c of state.cells) {
+        const local = this._hashes.get(c.cell_id);
+        // A registered cell that is no longer in the notebook has no local hash: only the
+        // kernel's view counts for it.
+        const ownEdit = local !== undefined && local.hash !== c.source_hash;
+        if (ownEdit) {
+          edited.add(c.cell_id);
+        }
+        if (ownEdit || c.stale) {
+          stale.add(c.cell_id);
+          queue.push(c.cell_id);
+        }
+      }
+      while (queue.length) {
+        const from = queue.pop()!;
+        for (const to of downstream.get(from) ?? []) {
+          if (!stale.has(to)) {
+            stale.add(to);
+            queue.push(to);
+          }
+        }
+      }
+    }
+    for (const cell of this.panel.content.widgets) {
+      cell.toggleClass(STALE_CLASS, stale.has(cell.model.id));
+    }
+    if (!sameSet(stale, this._stale) || !sameSet(edited, this._edited)) {
+      this._stale = stale;
+      this._edited = edited;
+      this._changed.emit();
+    }
+  }
+
+  // ---------------------------------------------------------------- bookkeeping
+  private _setState(state: IDagState | null): void {
+    if (state === null && this._state === null) {
+      return;
+    }
+    this._state = state;
+    this._recomputeStale();
+    this._changed.emit();
+  }
+
+  private _setStatus(status: ConnectionStatus): void {
+    if (status !== this._status) {
+      this._status = status;
+      this._changed.emit();
+    }
+  }
+
+  private _emitChanged(): void {
+    this._changed.emit();
+  }
+
+  private _changed = new Signal<this, void>(this);
+  private _status: ConnectionStatus = 'no_kernel';
+  private _state: IDagState | null = null;
+  private _kernel: Kernel.IKernelConnection | null = null;
+  private _comm: Kernel.IComm | null = null;
+  private _helloPending = false;
+  private _needsHello = false;
+  private _hashes = new Map<string, { source: string; hash: string | null }>();
+  private _hashTimer = 0;
+  private _stale: ReadonlySet<string> = new Set();
+  private _edited: ReadonlySet<string> = new Set();
+  private _isDisposed = false;
+}
+
+/**
+ * Send this comm's messages on the kernel's main shell, not on a subshell.
+ *
+ * JupyterLab >= 4.4 sends comm messages of kernels that support subshells (ipykernel 7) to a
+ * per-target subshell by default, i.e. the kernel handles them in another thread, concurrently with
+ * a running cell. `run_cell`, `clear_cell` and `restore` change the session and its cache, so they
+ * must queue behind cell executions like any other code. Must be set synchronously after
+ * `createComm`, before Lab starts the subshell.
+ */
+function keepOnMainShell(comm: Kernel.IComm): void {
+  if ('commsOverSubshells' in comm) {
+    comm.commsOverSubshells = 'disabled' as Kernel.IComm['commsOverSubshells'];
+  }
+}
+
+function isAlive(status: Kernel.Status): boolean {
+  return status === 'idle' || status === 'busy';
+}
+
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a.size !== b.size) {
+    return false;
+  }
+  for (const x of a) {
+    if (!b.has(x)) {
+      return false;
+    }
+  }
+  return true;
+}

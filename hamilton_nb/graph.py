@@ -22,6 +22,7 @@ from typing import Any
 from hamilton import graph as h_graph
 from hamilton import node as h_node
 from hamilton.function_modifiers import base as fm_base
+from hamilton.lifecycle.base import LifecycleAdapterSet
 
 from .versions import FunctionCode, analyze_function
 
@@ -159,7 +160,7 @@ class LiveDag:
                 nodes[name] = n
                 node_cell[name] = cell.cell_id
         try:
-            nodes = h_graph.update_dependencies(nodes, h_graph.FunctionGraph({}, {}).adapter)
+            nodes = h_graph.update_dependencies(nodes, LifecycleAdapterSet())
         except ValueError as e:  # Hamilton's edge type check
             raise CellError(f"Hamilton rejects the DAG: {e}") from None
         for key in config:

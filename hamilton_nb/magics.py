@@ -272,7 +272,7 @@ class _PendingLoader(ast.NodeTransformer):
         return node
 
 
-_registered: dict[int, tuple[HamiltonMagics, Any, _PendingLoader]] = {}
+_registered: dict[int, tuple[HamiltonMagics, Any, _PendingLoader, Any]] = {}
 
 
 def load(shell: Any, session: Session) -> None:
@@ -288,7 +288,13 @@ def load(shell: Any, session: Session) -> None:
     shell.events.register("pre_run_cell", pre_run_cell)
     loader = _PendingLoader(session)
     shell.ast_transformers.append(loader)
-    _registered[id(shell)] = (magics, pre_run_cell, loader)
+    bridge = None
+    if getattr(shell, "kernel", None) is not None:  # a Jupyter kernel: talk to the lab extension
+        from .comm import CommBridge
+
+        bridge = CommBridge(session)
+        bridge.start()
+    _registered[id(shell)] = (magics, pre_run_cell, loader, bridge)
 
 
 def unload(shell: Any) -> None:
@@ -296,7 +302,9 @@ def unload(shell: Any) -> None:
     entry = _registered.pop(id(shell), None)
     if entry is None:
         return
-    magics, pre_run_cell, loader = entry
+    magics, pre_run_cell, loader, bridge = entry
+    if bridge is not None:
+        bridge.stop()
     shell.events.unregister("pre_run_cell", pre_run_cell)
     if loader in shell.ast_transformers:
         shell.ast_transformers.remove(loader)

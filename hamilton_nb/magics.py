@@ -115,10 +115,13 @@ class HamiltonMagics(Magics):
         return value
 
     def _split(self, text: str) -> list[str]:
+        # posix=False keeps quotes inside words, so `--config dict(mode='x')` survives intact;
+        # only quotes around a whole word are removed.
         try:
-            return shlex.split(text)
+            words = shlex.split(text, posix=False)
         except ValueError as e:
             raise UsageError(f"Cannot parse {text!r}: {e}") from None
+        return [w[1:-1] if len(w) > 1 and w[0] == w[-1] and w[0] in "'\"" else w for w in words]
 
     def _run_and_bind(self, outputs: list[str], inputs: dict[str, Any],
                       overrides: dict[str, Any], bind: bool, quiet: bool) -> None:

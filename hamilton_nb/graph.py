@@ -82,7 +82,7 @@ def prepare_cell(
     linecache.cache[filename] = (len(body), None, lines, filename)
     cell_locals: dict[str, Any] = {}
     try:
-        exec(compile(tree, filename, "exec"), user_ns, cell_locals)  # noqa: S102 - it is the cell
+        exec(compile(tree, filename, "exec"), user_ns, cell_locals)
     except Exception as e:
         raise CellError(
             f"The cell raised {type(e).__name__} while defining its functions: {e}"
@@ -141,6 +141,7 @@ class LiveDag:
         self.graph = h_graph.FunctionGraph({}, self.config)
         self.node_cell: dict[str, str] = {}
         self._order: list[str] = []
+        self.deps: dict[str, tuple[str, ...]] = {}
 
     # -- building -----------------------------------------------------------------------------
 
@@ -182,6 +183,13 @@ class LiveDag:
             ) from None
         return h_graph.FunctionGraph(nodes, dict(config)), node_cell, order
 
+    def _set(self, built: tuple[h_graph.FunctionGraph, dict[str, str], list[str]]) -> None:
+        self.graph, self.node_cell, self._order = built
+        # Dependency names, computed once per graph: Hamilton's Node.name is a property and the
+        # all-hit path reads these thousands of times.
+        self.deps = {name: tuple(d.name for d in n.dependencies)
+                     for name, n in self.graph.nodes.items()}
+
     def check(self, cell: CellDef) -> None:
         """Raise CellError if registering ``cell`` would break the DAG (changes nothing)."""
         self._build({**self.cells, cell.cell_id: cell}, self.config)
@@ -189,13 +197,13 @@ class LiveDag:
     def add_cell(self, cell: CellDef) -> None:
         """Register (or replace) a cell atomically: on error nothing changes."""
         cells = {**self.cells, cell.cell_id: cell}
-        self.graph, self.node_cell, self._order = self._build(cells, self.config)
+        self._set(self._build(cells, self.config))
         self.cells = cells
 
     def remove_cell(self, cell_id: str) -> CellDef:
         cells = dict(self.cells)
         cell = cells.pop(cell_id)
-        self.graph, self.node_cell, self._order = self._build(cells, self.config)
+        self._set(self._build(cells, self.config))
         self.cells = cells
         return cell
 
@@ -207,7 +215,7 @@ class LiveDag:
                          resolved[cid])
             for cid, c in self.cells.items()
         }
-        self.graph, self.node_cell, self._order = self._build(cells, config)
+        self._set(self._build(cells, config))
         self.cells, self.config = cells, dict(config)
 
     def clear(self) -> None:
@@ -246,7 +254,7 @@ class LiveDag:
                 continue
             need.add(name)
             if name not in stop:
-                todo.extend(d.name for d in self.nodes[name].dependencies)
+                todo.extend(self.deps[name])
         return [n for n in self._order if n in need]
 
     def downstream(self, names: Iterable[str]) -> list[str]:

@@ -150,7 +150,7 @@ class Runner:
                     raise
         raise AssertionError("unreachable")
 
-    def _run_once(self, run_id, outputs, inputs, overrides, namespace) -> RunOutcome:  # noqa: ANN001
+    def _run_once(self, run_id, outputs, inputs, overrides, namespace) -> RunOutcome:
         t_run = time.perf_counter()
         self.versioner = CodeVersioner(self._static)
         self.dv: dict[str, str | None] = {}
@@ -163,6 +163,7 @@ class Runner:
             refresh()  # entries other kernels wrote since our last run
 
         graph_nodes = self.dag.nodes
+        deps = self.dag.deps
         order = self.dag.upstream(outputs, stop_at=overrides)
         ext_values = self._external_inputs(order, inputs, overrides, namespace)
         self.emit(RunStarted(run_id, tuple(order)))
@@ -180,7 +181,7 @@ class Runner:
                 self.dv[name] = IGNORED
                 deferred.add(name)
                 continue
-            if any(d.name in blocked for d in n.dependencies):
+            if any(d in blocked for d in deps[name]):
                 blocked.add(name)
                 continue
             key, _ = self._key(n)
@@ -234,7 +235,7 @@ class Runner:
 
     # -- inputs -------------------------------------------------------------------------------
 
-    def _external_inputs(self, order, inputs, overrides, namespace) -> dict[str, Any]:  # noqa: ANN001
+    def _external_inputs(self, order, inputs, overrides, namespace) -> dict[str, Any]:
         nodes = self.dag.nodes
         found: dict[str, Any] = {}
         missing: dict[str, list[str]] = {}
@@ -288,10 +289,19 @@ class Runner:
         if not fns:
             return None, {"error": "node has no function"}
         config = self.dag.config
+        # A node whose functions read no globals and no config has a code version that only
+        # its (immutable) code objects decide: compute it once per session, not per run.
+        static_key = ("cv", n.name, *(getattr(fn, "__code__", None) for fn in fns),
+                      id(config), tuple(config))
+        cached = self._static.get(static_key)
+        if cached is not None:
+            return cached
+        dynamic = False
         parts: dict[str, Any] = {}
         for fn in fns:
+            fc = self.dag.fcode(fn)
             try:
-                _, fparts = self.versioner.function_version(fn, self.dag.fcode(fn))
+                _, fparts = self.versioner.function_version(fn, fc)
             except Unhashable as e:
                 return None, {"error": str(e)}
             code = getattr(fn, "__code__", None)
@@ -299,6 +309,7 @@ class Runner:
             keys = self._config_keys.get(ck)
             if keys is None:
                 keys = self._config_keys[ck] = _relevant_config(fn, config)
+            dynamic = dynamic or bool(keys) or len(fparts) > 1 or fc is None
             for k in keys:
                 try:
                     fparts[f"config:{k}"] = fingerprint(config[k])
@@ -306,12 +317,15 @@ class Runner:
                     fparts[f"config:{k}"] = f"<id:{id(config[k])}>"
             parts[fn.__name__] = fparts
         flat = [f"{fn}.{k}={v}" for fn, p in sorted(parts.items()) for k, v in sorted(p.items())]
-        return hash_strings(HAMILTON_VERSION, n.name, *flat), parts
+        result = hash_strings(HAMILTON_VERSION, n.name, *flat), parts
+        if not dynamic:
+            self._static[static_key] = result
+        return result
 
     def _key(self, n: Node) -> tuple[str | None, dict[str, Any]]:
         """Cache key of ``n`` and what it is made of; None when it cannot be known."""
         cv, code_parts = self._code_version(n)
-        deps = {d.name: self.dv.get(d.name, "<absent>") for d in n.dependencies}
+        deps = {d: self.dv.get(d, "<absent>") for d in self.dag.deps[n.name]}
         parts = {"code_version": cv, "code": code_parts, "deps": deps}
         self.parts[n.name] = parts
         if cv is None or any(v is None for v in deps.values()):
@@ -396,7 +410,7 @@ class Runner:
         self.emit(ev)
         return value
 
-    def _record(self, n, key, parts, value, beh, duration):  # noqa: ANN001, ANN202
+    def _record(self, n, key, parts, value, beh, duration):
         name = n.name
         if beh == "ignore":
             self.dv[name] = IGNORED

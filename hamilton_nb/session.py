@@ -13,7 +13,7 @@ import pandas as pd
 
 from .events import DagChanged, Event, NodeEvent, RunFinished, Status
 from .graph import CellDef, CellError, LiveDag, prepare_cell
-from .runner import BEHAVIORS, FORMATS, Lazy, MissingInputs, RunOutcome, Runner, Settings
+from .runner import BEHAVIORS, FORMATS, Lazy, MissingInputs, Runner, RunOutcome, Settings
 from .runner import explain_difference as _explain
 from .store import DiskStore, MemoryStore, Store
 from .versions import CodeVersioner
@@ -54,6 +54,9 @@ class Session:
         cache: bool = True,
     ) -> None:
         self.namespace: MutableMapping[str, Any] = namespace if namespace is not None else {}
+        # Hamilton needs inspect.getmodule(fn) of every function: give a bare namespace a module
+        # name that resolves (IPython's user_ns already has one).
+        self.namespace.setdefault("__name__", "__main__")
         self.session_id = uuid.uuid4().hex
         self.dag = LiveDag()
         self.settings = Settings(enabled=cache)

@@ -31,7 +31,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,7 +49,7 @@ class CorruptEntry(Exception):
     """A stored value is missing, truncated or unreadable: treat it as a miss."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Entry:
     """Metadata of one cache entry: ``key`` -> a value stored under ``data_version``."""
 
@@ -131,7 +131,7 @@ class _Index:
             for k in rec["keys"]:
                 e = self.by_key.get(k)
                 if e is not None and e.last_used < at:
-                    self.by_key[k] = replace(e, last_used=at)
+                    e.last_used = at  # the only field that ever changes
         elif op == "del":
             for k in rec["keys"]:
                 e = self.by_key.pop(k, None)
@@ -174,7 +174,7 @@ class MemoryStore:
     def latest(self, node: str) -> Entry | None:
         return self._index.by_node.get(node)
 
-    def put(self, key, node, code_version, data_version, value, fmt, compute_time, parts):  # noqa: ANN001
+    def put(self, key, node, code_version, data_version, value, fmt, compute_time, parts):
         try:
             data = pickle.dumps(value, protocol=5)
         except Exception as e:
@@ -207,7 +207,7 @@ class MemoryStore:
                 del self._values[dv]
         return len(keys)
 
-    def evict(self, max_bytes=None, older_than=None, protected=frozenset()) -> int:  # noqa: ANN001
+    def evict(self, max_bytes=None, older_than=None, protected=frozenset()) -> int:
         return self.delete(self._index.evict_candidates(max_bytes, older_than, protected))
 
     def flush(self) -> None:

@@ -106,7 +106,7 @@ class HamiltonMagics(Magics):
         if expr is None:
             return {}
         try:
-            value = eval(expr, self.shell.user_ns)  # noqa: S307 - the user's own expression
+            value = eval(expr, self.shell.user_ns)  # the user's own expression, as in a cell
         except Exception as e:
             raise UsageError(f"--{what} {expr!r} could not be evaluated: {e}") from None
         if not isinstance(value, dict):

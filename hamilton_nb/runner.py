@@ -33,7 +33,14 @@ from hamilton.node import Node
 from .events import CacheNote, Event, NodeEvent, NodeStarted, RunFinished, RunStarted, Status
 from .graph import LiveDag
 from .store import CorruptEntry, Entry, Store, StoreError
-from .versions import FORMAT_VERSION, CodeVersioner, Unhashable, fingerprint, hash_strings
+from .versions import (
+    FORMAT_VERSION,
+    CodeVersioner,
+    DataFile,
+    Unhashable,
+    fingerprint,
+    hash_strings,
+)
 from .versions import relevant_config as _relevant_config
 
 HAMILTON_VERSION = ".".join(map(str, h_version.VERSION))
@@ -186,7 +193,7 @@ class Runner:
                 continue
             key, _ = self._key(n)
             entry = self.store.lookup(key) if key and beh == "default" else None
-            if entry is None:
+            if entry is None or entry.parts.get("volatile"):
                 blocked.add(name)
                 continue
             hits[name] = entry
@@ -276,7 +283,11 @@ class Runner:
     def _behavior(self, n: Node) -> str:
         if not self.settings.enabled:
             return "disable"
-        beh = self.settings.behavior.get(n.name) or n.tags.get("cache.behavior") or "default"
+        # Hamilton data loaders (@load_from, @dataloader) read something outside the DAG: they
+        # always run (and storing what they read would only duplicate the source on disk);
+        # early cutoff keeps their dependants cached when the data is the same.
+        loader_default = "disable" if n.tags.get("hamilton.data_loader") is True else "default"
+        beh = self.settings.behavior.get(n.name) or n.tags.get("cache.behavior") or loader_default
         return str(getattr(beh, "value", beh)).lower()
 
     def _format(self, n: Node) -> str:
@@ -381,7 +392,8 @@ class Runner:
         key, parts = self._key(n)
         if beh == "default" and key is not None:
             entry = self.store.lookup(key)
-            if entry is not None:  # early cutoff: an upstream recomputed to the same data
+            # early cutoff: an upstream recomputed to the same data
+            if entry is not None and not entry.parts.get("volatile"):
                 self.dv[name] = entry.data_version
                 self.store.touch([entry.key])
                 self._emit_hit(n, entry, "upstream recomputed but unchanged")
@@ -425,6 +437,10 @@ class Runner:
             self.dv[name] = None
             return CacheNote.UNHASHABLE, None, None
         self.dv[name] = dv
+        if isinstance(value, DataFile):
+            # The file behind it can change while code and inputs stay the same: the node must
+            # run again every time so its data version (the file's content) is fresh.
+            parts["volatile"] = True
         if beh == "disable" or key is None:
             return CacheNote.DISABLED, None, dv
         try:
@@ -442,10 +458,15 @@ class Runner:
         """One sentence: why ``n`` must compute now."""
         if beh == "recompute":
             return "marked recompute (always runs)"
+        if n.tags.get("hamilton.data_loader") is True and n.name not in self.settings.behavior:
+            return "data loader: always reads its source"
         if beh == "disable":
             return "caching disabled for this node" if self.settings.enabled else "cache is off"
         if beh == "ignore":
             return "marked ignore (not cached)"
+        prev = self.store.lookup(key) if key else None
+        if prev is not None and prev.parts.get("volatile"):
+            return "returns a DataFile: its file is checked on every run"
         if parts["code_version"] is None:
             return f"cannot be cached: {parts['code'].get('error', 'unknown code')}"
         for dep, dv in parts["deps"].items():

@@ -209,7 +209,7 @@ def _feed_values(h: xxhash.xxh3_128, values: Any) -> None:
     if hasattr(values, "__arrow_array__"):  # arrow-backed strings (pandas 3 default), masked ints
         import pyarrow as pa
 
-        _feed_arrow(h, pa.chunked_array(values))
+        _feed_arrow(h, pa.array(values))  # __arrow_array__: zero-copy for arrow-backed data
         return
     _feed_object_array(h, np.asarray(values, dtype=object))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import os
 import pickle
@@ -38,7 +39,8 @@ from typing import Any, Protocol
 import joblib
 
 STORE_FORMAT = 1
-INLINE_LIMIT = 2048  # pickles smaller than this live in the journal line itself: no file at all
+INLINE_LIMIT = 2048  # pickles smaller than this live in the journal line itself: no file
+COMPACT_AFTER = 16  # journals of finished processes are merged into one when a store opens
 
 
 class StoreError(Exception):
@@ -232,6 +234,7 @@ class DiskStore:
         self._journal_fd: int | None = None
         self._journal_name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
         self.refresh()
+        self.compact()
 
     # -- format and journal ------------------------------------------------------------------
 
@@ -267,6 +270,8 @@ class DiskStore:
             if self._journal_fd is None:
                 path = self._index_dir / self._journal_name
                 self._journal_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                # Held for the life of the process: tells compaction this journal is live.
+                fcntl.flock(self._journal_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 self._offsets[self._journal_name] = 0
             os.write(self._journal_fd, line)  # one write: all of the line or (if killed) a tail
             self._offsets[self._journal_name] += len(line)
@@ -428,6 +433,47 @@ class DiskStore:
     ) -> int:
         self.refresh()
         return self.delete(self._index.evict_candidates(max_bytes, older_than, protected))
+
+    def compact(self, min_files: int = COMPACT_AFTER) -> int:
+        """Merge the journals of processes that are gone into one; returns how many went.
+
+        A journal is merged only if its lock can be taken, i.e. no live process writes it, so
+        a running kernel's journal is never touched. The merged file holds the current entries
+        with their original timestamps, so a later deletion recorded elsewhere still wins.
+        """
+        dead: list[tuple[Path, int]] = []
+        try:
+            for path in sorted(self._index_dir.glob("*.jsonl")):
+                if path.name == self._journal_name:
+                    continue
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:  # a live writer holds it
+                    os.close(fd)
+                    continue
+                dead.append((path, fd))
+            if len(dead) < min_files:
+                return 0
+            self.refresh()  # everything in the dead journals is now in the index
+            with self._lock:
+                lines = [
+                    json.dumps({"op": "put", "at": e.created, "entry": asdict(e)},
+                               separators=(",", ":"))
+                    for e in self._index.by_key.values()
+                ]
+            merged = self._index_dir / f"merged-{uuid.uuid4().hex}.jsonl"
+            self._atomic_write_bytes(merged, ("\n".join(lines) + "\n").encode())
+            for path, _ in dead:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            return len(dead)
+        finally:
+            for _, fd in dead:
+                os.close(fd)
 
     def close(self) -> None:
         self.flush()

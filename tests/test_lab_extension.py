@@ -1,0 +1,518 @@
+"""The JupyterLab extension (labextension/) and its kernel side (hamilton_nb/comm.py).
+
+* ``test_comm_*`` drive ``CommBridge`` in a real ipykernel through jupyter_client, speaking the
+  comm protocol of docs/protocol.md the way the front-end does.
+* ``test_lab_*`` start a real JupyterLab server and drive it with Debian's chromium through
+  Python playwright (no mocks): the side panel, the stale-cell markers and node clicks.
+  Screenshots go to ``test-artifacts/``.
+
+Browser tests need ``apt-get install chromium`` (or ``CHROMIUM=/path/to/chromium``) and the
+extension built into the environment (``pip install -e .``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+# ------------------------------------------------------------------------------------------------
+# Kernel side: CommBridge in a real ipykernel
+# ------------------------------------------------------------------------------------------------
+
+BRIDGE_SETUP = """
+import hamilton_nb
+from hamilton_nb import Session
+from hamilton_nb.comm import CommBridge
+
+_hnb_test_session = Session(namespace={{}}, cache_dir={cache!r})
+_hnb_test_session.register_cell(
+    "def raw() -> int:\\n    return 21\\n", "cell-a")
+_hnb_test_session.register_cell(
+    "def doubled(raw: int) -> int:\\n    return raw * 2\\n", "cell-b")
+_hnb_test_bridge = CommBridge(_hnb_test_session)
+_hnb_test_bridge.start()
+"""
+
+
+class KernelDriver:
+    """A real ipykernel driven through jupyter_client, acting as a front-end."""
+
+    def __init__(self, cwd: Path) -> None:
+        from jupyter_client.manager import KernelManager
+
+        self.km = KernelManager(kernel_name="python3")
+        self.km.start_kernel(cwd=str(cwd))
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+        self.iopub: list[dict] = []
+
+    def execute(self, code: str, timeout: float = 60) -> None:
+        msg_id = self.kc.execute(code)
+        reply = self.kc.get_shell_msg(timeout=timeout)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = self.kc.get_shell_msg(timeout=timeout)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        self.drain(0.3)
+
+    def drain(self, wait: float = 0.0) -> list[dict]:
+        """Collect iopub messages (waiting up to ``wait`` s for the first one)."""
+        got = []
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                got.append(self.kc.get_iopub_msg(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        self.iopub.extend(got)
+        return got
+
+    def send(self, msg_type: str, content: dict) -> None:
+        msg = self.kc.session.msg(msg_type, content)
+        self.kc.shell_channel.send(msg)
+
+    def comm_messages(self, comm_id: str, timeout: float = 30, n: int = 1) -> list[dict]:
+        """Wait for ``n`` comm_msg/comm_close data payloads on ``comm_id``."""
+        out: list[dict] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n and time.monotonic() < deadline:
+            for m in self.drain(0.2):
+                if m["msg_type"] in ("comm_msg", "comm_close") and (
+                    m["content"].get("comm_id") == comm_id
+                ):
+                    out.append({"msg_type": m["msg_type"], **m["content"]["data"]})
+        return out
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def kernel(tmp_path: Path) -> Iterator[KernelDriver]:
+    k = KernelDriver(tmp_path)
+    try:
+        yield k
+    finally:
+        k.close()
+
+
+def _open(kernel: KernelDriver, data: dict) -> str:
+    comm_id = uuid.uuid4().hex
+    kernel.send("comm_open", {"comm_id": comm_id, "target_name": "hamilton_nb", "data": data})
+    return comm_id
+
+
+@pytest.mark.kernel
+def test_comm_bridge_protocol(kernel: KernelDriver, tmp_path: Path) -> None:
+    kernel.execute(BRIDGE_SETUP.format(cache=str(tmp_path / "cache")))
+    # start() announced itself with a kernel-opened comm carrying the state.
+    opens = [m for m in kernel.iopub if m["msg_type"] == "comm_open"]
+    assert opens and opens[-1]["content"]["target_name"] == "hamilton_nb"
+    announced = opens[-1]["content"]["data"]
+    assert announced["type"] == "state" and announced["protocol"] == 1
+    assert {n["name"] for n in announced["state"]["nodes"]} == {"raw", "doubled"}
+
+    comm_id = _open(kernel, {"type": "hello", "protocol": 1})
+    [hello] = kernel.comm_messages(comm_id)
+    state = hello["state"]
+    assert hello["type"] == "state"
+    assert {c["cell_id"] for c in state["cells"]} == {"cell-a", "cell-b"}
+    by_name = {n["name"]: n for n in state["nodes"]}
+    assert by_name["doubled"]["deps"] == ["raw"]
+    assert by_name["raw"]["status"] == "never_run"
+
+    # run_cell: state pushes during the run, the last one after run_finished shows the result.
+    kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "run_cell", "protocol": 1,
+                                                        "cell_id": "cell-b"}})
+    msgs = kernel.comm_messages(comm_id, n=2)
+    final = {n["name"]: n["status"] for n in msgs[-1]["state"]["nodes"]}
+    assert final == {"raw": "computed", "doubled": "computed"}, msgs
+    assert msgs[-1]["state"]["running"] is False
+    assert msgs[-1]["state"]["run_id"] is not None
+
+    kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "request_state",
+                                                        "protocol": 1}})
+    [again] = kernel.comm_messages(comm_id)
+    assert again["type"] == "state"
+
+    # Errors are answered, never raised into the kernel.
+    kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "bogus", "protocol": 1}})
+    [err] = kernel.comm_messages(comm_id)
+    assert err == {"msg_type": "comm_msg", "type": "error", "protocol": 1,
+                   "message": "unknown message type 'bogus'"}
+    kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "clear_cell", "protocol": 1,
+                                                        "cell_id": "no-such-cell"}})
+    msgs = kernel.comm_messages(comm_id)
+    assert msgs[0]["type"] == "error" and "no-such-cell" in msgs[0]["message"], msgs
+    kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "run_cell", "protocol": 1}})
+    msgs = kernel.comm_messages(comm_id)
+    assert msgs[0]["type"] == "error" and "cell_id" in msgs[0]["message"], msgs
+
+    kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "clear_cell", "protocol": 1,
+                                                        "cell_id": "cell-a"}})
+    msgs = kernel.comm_messages(comm_id)
+    assert msgs[-1]["type"] == "state", msgs
+
+    # stop(): target gone, comms closed, no listener left.
+    kernel.execute(
+        "_hnb_test_bridge.stop()\n"
+        "import comm\n"
+        "assert 'hamilton_nb' not in comm.get_comm_manager().targets\n"
+        "assert _hnb_test_session._listeners == []\n"
+    )
+    closes = [m for m in kernel.iopub if m["msg_type"] == "comm_close"]
+    assert any(m["content"]["comm_id"] == comm_id for m in closes)
+    late = _open(kernel, {"type": "hello", "protocol": 1})
+    [closed] = kernel.comm_messages(late)
+    assert closed["msg_type"] == "comm_close"  # what a kernel without hamilton_nb answers
+
+
+@pytest.mark.kernel
+def test_comm_bridge_throttles_but_sends_final_state(kernel: KernelDriver, tmp_path: Path) -> None:
+    """Many events during a run: at most ~5 messages a second, and always the final state."""
+    cache = str(tmp_path / "cache")
+    body = "def n0() -> int:\n    return 0\n" + "".join(
+        f"def n{i}(n{i - 1}: int) -> int:\n    import time; time.sleep(0.01)\n"
+        f"    return n{i - 1} + 1\n"
+        for i in range(1, 60)
+    )
+    kernel.execute(
+        BRIDGE_SETUP.format(cache=cache)
+        + f"_hnb_test_session.register_cell({body!r}, 'chain')\n"
+    )
+    comm_id = _open(kernel, {"type": "hello", "protocol": 1})
+    kernel.comm_messages(comm_id)
+    t0 = time.monotonic()
+    kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "run_cell", "protocol": 1,
+                                                        "cell_id": "chain"}})
+    msgs: list[dict] = []
+    while time.monotonic() - t0 < 30:
+        msgs += kernel.comm_messages(comm_id, timeout=1)
+        assert all(m["type"] == "state" for m in msgs), msgs
+        if msgs and not msgs[-1]["state"]["running"] and msgs[-1]["state"]["run_id"]:
+            # the reply to run_cell follows the run_finished push
+            msgs += kernel.comm_messages(comm_id, timeout=1)
+            break
+    elapsed = time.monotonic() - t0
+    running = [m for m in msgs if m["state"]["running"]]
+    # 60 nodes x (started + finished) events in ~0.6-1 s: throttled to a handful of messages.
+    assert running, "no progress while the run was going on"
+    assert len(running) <= elapsed / 0.2 + 3, (len(running), elapsed)
+    final = {n["name"]: n["status"] for n in msgs[-1]["state"]["nodes"]}
+    assert final["n59"] == "computed" and not msgs[-1]["state"]["running"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Browser: real JupyterLab + Debian chromium
+# ------------------------------------------------------------------------------------------------
+
+CELL_A = "%%hamilton\ndef raw() -> int:\n    return 21\n"
+CELL_B = "%%hamilton\ndef doubled(raw: int) -> int:\n    return raw * 2\n"
+
+
+def _chromium() -> str | None:
+    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which(
+        "chromium-browser"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lab:
+    def __init__(self, url: str, token: str, root: Path) -> None:
+        self.url = url
+        self.token = token
+        self.root = root
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if _chromium() is None:
+        pytest.skip("chromium not installed (apt-get install chromium, or set CHROMIUM)")
+    base = tmp_path_factory.mktemp("lab")
+    root, settings, workspaces, runtime = (base / d for d in ("root", "settings", "ws", "rt"))
+    for d in (root, settings, workspaces, runtime):
+        d.mkdir()
+    # Keep the "Would you like to get notified about official Jupyter news?" toast away.
+    notif = settings / "@jupyterlab" / "apputils-extension"
+    notif.mkdir(parents=True)
+    (notif / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    port = _free_port()
+    token = uuid.uuid4().hex
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)}
+    env.pop("HAMILTON_NB_CACHE", None)  # each notebook caches in its own folder
+    log = (base / "lab.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={settings}",
+         f"--LabApp.workspaces_dir={workspaces}", "--LabApp.news_url=None",
+         "--LabApp.expose_app_in_browser=True"],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "JupyterLab did not start:\n" + (base / "lab.log").read_text()
+                    ) from None
+                time.sleep(0.3)
+        yield Lab(url, token, root)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(lab: Lab) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=_chromium(),
+            args=["--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _notebook(lab: Lab, cells: list[tuple[str, str, str]]) -> str:
+    """Write a notebook in its own folder (own kernel cwd, hence own cache); return its path."""
+    import nbformat
+
+    name = f"t{uuid.uuid4().hex[:8]}"
+    folder = lab.root / name
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    for cell_id, kind, source in cells:
+        cell = (nbformat.v4.new_markdown_cell if kind == "markdown" else
+                nbformat.v4.new_code_cell)(source)
+        cell["id"] = cell_id
+        nb.cells.append(cell)
+    nbformat.write(nb, folder / "nb.ipynb")
+    return f"{name}/nb.ipynb"
+
+
+def _open_notebook(browser: Any, lab: Lab, path: str, request: pytest.FixtureRequest) -> Any:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    request.node.hnb_console_errors = errors
+    workspace = uuid.uuid4().hex[:10]
+    page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{path}?reset&token={lab.token}")
+    page.wait_for_function(
+        """path => {
+            const app = window.jupyterapp;
+            const w = app && app.shell.currentWidget;
+            const k = w && w.sessionContext && w.sessionContext.session
+                && w.sessionContext.session.kernel;
+            return !!(w && w.context && w.context.path === path && k && k.status === 'idle'
+                && w.content.widgets.length > 0);
+        }""",
+        arg=path,
+        timeout=60_000,
+    )
+    # Open the Hamilton side panel by clicking its tab in the right sidebar.
+    page.locator('.jp-SideBar.jp-mod-right li[data-id="hamilton-nb-panel"]').click()
+    page.locator("#hamilton-nb-panel").wait_for(state="visible")
+    return page
+
+
+def _run_all(page: Any) -> None:
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+def _node(page: Any, name: str, status: str | None = None) -> Any:
+    sel = f'#hamilton-nb-panel g.hnb-node[data-node="{name}"]'
+    if status:
+        sel += f'[data-status="{status}"]'
+    return page.locator(sel)
+
+
+def _cell(page: Any, cell_id: str) -> Any:
+    """The notebook cell widget whose model id is cell_id (tagged on the fly for locators)."""
+    page.evaluate(
+        """id => {
+            const nb = window.jupyterapp.shell.currentWidget.content;
+            nb.widgets.forEach(c => { c.node.dataset.testCellId = c.model.id; });
+        }""",
+        cell_id,
+    )
+    return page.locator(f'.jp-Cell[data-test-cell-id="{cell_id}"]')
+
+
+def _shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def _active_cell_id(page: Any) -> str | None:
+    return page.evaluate(
+        "() => window.jupyterapp.shell.currentWidget.content.activeCell?.model.id ?? null"
+    )
+
+
+@pytest.fixture
+def ab_notebook(lab: Lab, browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The A/B notebook opened and run; the panel shows raw and doubled computed."""
+    path = _notebook(lab, [("load", "code", "%load_ext hamilton_nb"),
+                           ("cell-a", "code", CELL_A),
+                           ("cell-b", "code", CELL_B)])
+    page = _open_notebook(browser, lab, path, request)
+    try:
+        _run_all(page)
+        _node(page, "doubled", "computed").wait_for(timeout=60_000)
+        yield page
+    except Exception:
+        _shot(page, f"{request.node.name}-failed")
+        raise
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_lab_panel_shows_computed_nodes(ab_notebook: Any, request: pytest.FixtureRequest) -> None:
+    page = ab_notebook
+    panel = page.locator("#hamilton-nb-panel")
+    # Cell A computed raw; cell B's run then found raw unchanged, so its latest status is
+    # "cached" (the panel shows the status of the last run that touched a node).
+    assert _node(page, "raw").get_attribute("data-status") in ("computed", "cached")
+    assert _node(page, "doubled").get_attribute("data-status") == "computed"
+    state = page.evaluate(
+        """() => [...document.querySelectorAll('#hamilton-nb-panel g.hnb-node')]
+                 .map(g => [g.dataset.node, g.dataset.status])"""
+    )
+    assert sorted(n for n, _ in state) == ["doubled", "raw"]
+    assert _node(page, "raw").locator("text").text_content() == "raw"
+    # one edge raw -> doubled, drawn from the dependency layer above
+    assert panel.locator('path.hnb-edge[data-from="raw"][data-to="doubled"]').count() == 1
+    raw_y = _node(page, "raw").bounding_box()["y"]
+    doubled_y = _node(page, "doubled").bounding_box()["y"]
+    assert raw_y < doubled_y
+    assert "2 nodes" in panel.locator(".hnb-summary").text_content()
+    assert page.locator(".jp-Cell.hnb-stale").count() == 0
+    _shot(page, "lab-panel-computed")
+    errors = [e for e in request.node.hnb_console_errors if "hamilton" in e.lower()]
+    assert not errors, errors
+
+
+@pytest.mark.browser
+def test_lab_edit_marks_stale_and_rerun_clears(ab_notebook: Any) -> None:
+    page = ab_notebook
+    cell_a, cell_b = _cell(page, "cell-a"), _cell(page, "cell-b")
+    # Type into cell A's editor like a user (no execution).
+    cell_a.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\n# tweak")
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.jp-Cell')]
+                 .filter(c => c.classList.contains('hnb-stale')).length === 2""",
+        timeout=10_000,
+    )
+    assert "hnb-stale" in (cell_a.get_attribute("class") or "")
+    assert "hnb-stale" in (cell_b.get_attribute("class") or "")
+    assert _node(page, "raw").evaluate("n => n.classList.contains('hnb-edited')")
+    _shot(page, "lab-stale-after-edit")
+
+    # Re-run only cell A: its mark goes away.
+    page.evaluate(
+        """() => {
+            const nb = window.jupyterapp.shell.currentWidget.content;
+            nb.activeCellIndex = nb.widgets.findIndex(c => c.model.id === 'cell-a');
+            return window.jupyterapp.commands.execute('notebook:run-cell');
+        }"""
+    )
+    page.wait_for_function(
+        """() => { const c = [...document.querySelectorAll('.jp-Cell')]
+                   .find(c => c.dataset.testCellId === 'cell-a');
+                   return c && !c.classList.contains('hnb-stale'); }""",
+        timeout=30_000,
+    )
+    assert "hnb-stale" not in (cell_a.get_attribute("class") or "")
+    _shot(page, "lab-stale-after-rerun")
+
+    # Trailing whitespace is not an edit: the front-end hash strips it like the kernel's rstrip().
+    cell_a.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("   \n\n")
+    page.wait_for_timeout(1000)  # > the 250 ms edit debounce
+    assert "hnb-stale" not in (cell_a.get_attribute("class") or "")
+
+
+@pytest.mark.browser
+def test_lab_click_node_activates_cell(ab_notebook: Any) -> None:
+    page = ab_notebook
+    # Make another cell active first, so the click has something to change.
+    page.evaluate("() => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = 0; }")
+    assert _active_cell_id(page) == "load"
+    _node(page, "doubled").click()
+    page.wait_for_function(
+        "() => window.jupyterapp.shell.currentWidget.content.activeCell?.model.id === 'cell-b'",
+        timeout=10_000,
+    )
+    assert "jp-mod-active" in (_cell(page, "cell-b").get_attribute("class") or "")
+    assert _node(page, "doubled").evaluate("n => n.classList.contains('hnb-active')")
+    _shot(page, "lab-click-node")
+
+
+@pytest.mark.browser
+def test_lab_panel_quiet_without_hamilton_nb(
+    lab: Lab, browser: Any, request: pytest.FixtureRequest
+) -> None:
+    """A kernel that never loaded hamilton_nb: a message in the panel, no errors, no dialogs."""
+    path = _notebook(lab, [("plain", "code", "x = 1\nx")])
+    page = _open_notebook(browser, lab, path, request)
+    try:
+        panel = page.locator("#hamilton-nb-panel")
+        panel.get_by_text("hamilton_nb not loaded in this kernel").wait_for(timeout=30_000)
+        _run_all(page)
+        page.locator(".jp-OutputArea-output").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(500)
+        panel.get_by_text("hamilton_nb not loaded in this kernel").wait_for(timeout=10_000)
+        assert page.locator(".jp-Dialog").count() == 0
+        assert page.locator(".jp-Cell.hnb-stale").count() == 0
+        _shot(page, "lab-not-loaded")
+        errors = [e for e in request.node.hnb_console_errors if "hamilton" in e.lower()]
+        assert not errors, errors
+    finally:
+        page.close()

@@ -1,0 +1,636 @@
+"""The cache panel: one ipywidgets panel per session, fed by the session's events (DESIGN §5).
+
+The panel is a ``VBox`` that is created once per session and then only *updated*: rows are
+kept per node and re-filled, never re-created per run. Showing it again in a later cell turns
+the previous output into a static snapshot (a display update to plain HTML), so a notebook has
+exactly one live panel and the earlier cells keep a record of what their run did.
+
+Where widgets cannot render (nbconvert, a terminal IPython, a notebook opened without its
+widget state) the same rows come through ``text/html`` and ``text/plain`` in the mimebundle.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import re
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as W
+
+from .events import (
+    CacheNote,
+    DagChanged,
+    Event,
+    NodeEvent,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+    Status,
+)
+from .report import human_bytes, human_seconds, summary_line
+from .session import Session, SessionError
+
+__all__ = ["FILTERS", "SORTS", "Panel", "Row", "available", "forget", "graph_svg", "panel_for"]
+
+# status key -> (label, colour). Keys are the public statuses plus what only the panel knows.
+STATUS_STYLE: dict[str, tuple[str, str]] = {
+    "cached": ("cached", "#2e7d32"),
+    "computed": ("computed", "#1565c0"),
+    "not_cached": ("not cached", "#00838f"),
+    "uncacheable": ("uncacheable", "#b26a00"),
+    "failed": ("failed", "#c62828"),
+    "skipped": ("skipped", "#757575"),
+    "stale": ("stale", "#ef6c00"),
+    "running": ("running", "#6a1b9a"),
+    "queued": ("queued", "#9e9e9e"),
+    "never_run": ("never run", "#bdbdbd"),
+    "input": ("input", "#ffffff"),
+}
+
+FILTERS: dict[str, frozenset[str] | None] = {
+    "all": None,
+    "stale": frozenset({"stale"}),
+    "recomputed": frozenset({"computed", "not_cached", "uncacheable"}),
+    "failed": frozenset({"failed"}),
+}
+SORTS = ("dag", "duration")
+
+
+@dataclass(frozen=True)
+class Row:
+    """What the panel shows for one node."""
+
+    node: str
+    status: str  # a key of STATUS_STYLE
+    reason: str = ""
+    duration: float | None = None  # seconds the function ran (None: it did not run)
+    saved: float | None = None  # seconds the cache saved
+    size: int | None = None
+    cell_id: str | None = None
+    cache: str = ""  # the event's cache note
+    error: str | None = None
+    in_last_run: bool = False
+
+    @property
+    def label(self) -> str:
+        label = STATUS_STYLE[self.status][0]
+        if self.status == "uncacheable" and self.cache:
+            return f"{label} ({self.cache})"
+        if self.status == "not_cached":
+            return f"{label} (by choice)"
+        return label
+
+    @property
+    def why(self) -> str:
+        return self.reason + (f": {self.error}" if self.error else "")
+
+    def cells(self) -> tuple[str, ...]:
+        return (self.node, self.label, self.why,
+                human_seconds(self.duration) if self.duration is not None else "",
+                human_seconds(self.saved) if self.saved else "", human_bytes(self.size),
+                self.cell_id or "")
+
+
+HEAD = ("node", "status", "why", "took", "saved", "size", "cell")
+# Fixed widths so the columns of separate row widgets line up (the full text is the tooltip).
+_WIDTHS = ("120px", "150px", "200px", "56px", "56px", "56px", "70px")
+_ACTIONS_WIDTH = "200px"
+
+
+def _span_style(width: str) -> str:
+    return (f"display:inline-block;flex:0 0 {width};overflow:hidden;text-overflow:ellipsis;"
+            f"white-space:nowrap;vertical-align:middle")
+
+
+def _status_key(ev: NodeEvent) -> str:
+    if ev.status is Status.COMPUTED:
+        if ev.cache is CacheNote.DISABLED:
+            return "not_cached"
+        if ev.cache in (CacheNote.UNHASHABLE, CacheNote.UNPICKLABLE):
+            return "uncacheable"
+    return ev.status.value
+
+
+def _row_from_event(ev: NodeEvent, in_last_run: bool) -> Row:
+    ran = ev.status in (Status.COMPUTED, Status.FAILED)
+    return Row(ev.node, _status_key(ev), ev.reason, ev.duration if ran else None,
+               ev.saved or None, ev.size, ev.cell_id, ev.cache.value, ev.error, in_last_run)
+
+
+def _css(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)
+
+
+def _badge(status: str, label: str) -> str:
+    colour = STATUS_STYLE[status][1]
+    return (f"<span class='hnbw-status hnbw-status-{status}' style='background:{colour};"
+            f"color:white;border-radius:8px;padding:0 6px;white-space:nowrap'>"
+            f"{html.escape(label)}</span>")
+
+
+def _row_html(row: Row) -> str:
+    cells = row.cells()
+    spans = []
+    for i, (text, width) in enumerate(zip(cells, _WIDTHS, strict=True)):
+        content = _badge(row.status, text) if i == 1 else html.escape(text)
+        style = _span_style(width)
+        spans.append(f"<span class='hnbw-c hnbw-c-{HEAD[i]}' title='{html.escape(text)}' "
+                     f"style='{style}'>{content}</span>")
+    opacity = "1" if row.in_last_run or row.status in ("stale", "running", "queued") else "0.6"
+    return (f"<div class='hnbw-cells' style='display:flex;width:100%;gap:6px;opacity:{opacity};"
+            f"font-size:12px'>{''.join(spans)}</div>")
+
+
+def _header() -> W.HBox:
+    """The column titles, laid out like a row (same flex split, same room for the buttons)."""
+    return W.HBox([W.HTML(_head_html(), layout=W.Layout(flex="1 1 0%", min_width="0")),
+                   W.HTML("", layout=W.Layout(width=_ACTIONS_WIDTH, flex="0 0 auto"))])
+
+
+def _head_html() -> str:
+    spans = "".join(
+        f"<span style='{_span_style(w)};font-weight:bold'>{h}</span>"
+        for h, w in zip(HEAD, _WIDTHS, strict=True)
+    )
+    return f"<div style='display:flex;width:100%;gap:6px;font-size:12px'>{spans}</div>"
+
+
+_SVG_IDS = itertools.count(1)  # marker ids are document-global: every SVG gets its own
+
+
+def graph_svg(session: Session, rows: dict[str, Row]) -> str:
+    """The live DAG as an SVG, left to right, one column per depth, nodes coloured by status.
+
+    Drawn in Python so that no graphviz binary is needed.
+    """
+    dag = session.dag
+    order = list(dag.order)
+    if not order:
+        return "<i>The live DAG is empty.</i>"
+    depth: dict[str, int] = {}
+    for name in order:  # dag.order is topological
+        deps = [d.name for d in dag.nodes[name].dependencies if d.name in depth]
+        depth[name] = 1 + max((depth[d] for d in deps), default=-1)
+    layers: dict[int, list[str]] = {}
+    for name in order:
+        layers.setdefault(depth[name], []).append(name)
+    bw, bh, gx, gy, pad = 140, 26, 60, 14, 8
+    pos = {name: (pad + d * (bw + gx), pad + i * (bh + gy))
+           for d, names in layers.items() for i, name in enumerate(names)}
+    width = pad * 2 + (max(layers) + 1) * (bw + gx) - gx
+    height = pad * 2 + max(len(v) for v in layers.values()) * (bh + gy) - gy
+    arrow = f"hnbw-arrow-{next(_SVG_IDS)}"
+    parts = [
+        f"<svg class='hnbw-graph-svg' xmlns='http://www.w3.org/2000/svg' width='{width}' "
+        f"height='{height}' viewBox='0 0 {width} {height}' style='font-family:sans-serif'>",
+        f"<defs><marker id='{arrow}' viewBox='0 0 10 10' refX='10' refY='5' markerWidth='6' "
+        "markerHeight='6' orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' "
+        "fill='#888'/></marker></defs>",
+    ]
+    for name in order:
+        x2, y2 = pos[name]
+        for d in dag.nodes[name].dependencies:
+            if d.name not in pos:
+                continue
+            x1, y1 = pos[d.name]
+            x1, y1, y2c = x1 + bw, y1 + bh / 2, y2 + bh / 2
+            mid = (x1 + x2) / 2
+            parts.append(f"<path class='hnbw-edge' data-from='{html.escape(d.name)}' "
+                         f"data-to='{html.escape(name)}' "
+                         f"d='M{x1},{y1} C{mid},{y1} {mid},{y2c} {x2},{y2c}' fill='none' "
+                         f"stroke='#888' marker-end='url(#{arrow})'/>")
+    for name in order:
+        x, y = pos[name]
+        if dag.nodes[name].user_defined:
+            status, label = "input", "input"
+        else:
+            row = rows.get(name)
+            status, label = (row.status, row.label) if row else ("never_run", "never run")
+        colour = STATUS_STYLE[status][1]
+        text_colour = "#333" if status in ("input", "never_run", "queued") else "white"
+        dash = " stroke-dasharray='4 3'" if status == "input" else ""
+        short = name if len(name) <= 18 else name[:17] + "…"
+        parts.append(
+            f"<g class='hnbw-gnode hnbw-gnode-{status}' data-node='{html.escape(name)}'>"
+            f"<title>{html.escape(name)}: {html.escape(label)}</title>"
+            f"<rect x='{x}' y='{y}' width='{bw}' height='{bh}' rx='6' fill='{colour}' "
+            f"stroke='#555'{dash}/>"
+            f"<text x='{x + bw / 2}' y='{y + bh / 2 + 4}' text-anchor='middle' font-size='12' "
+            f"fill='{text_colour}'>{html.escape(short)}</text></g>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _preview_html(node: str, value: Any, source: str) -> str:
+    """A short look at a value: the head of a DataFrame/Series, else a truncated repr."""
+    kind = type(value).__name__
+    shape = getattr(value, "shape", None)
+    title = (f"<b>{html.escape(node)}</b> — {html.escape(kind)}"
+             + (f" {html.escape(str(tuple(shape)))}" if shape is not None else "")
+             + f" <i>(from {html.escape(source)})</i>")
+    head = getattr(value, "head", None)
+    to_html = getattr(value, "to_html", None)
+    if callable(head) and callable(to_html):  # pandas DataFrame / Series
+        try:
+            body = value.head(10).to_html(max_cols=20)
+        except TypeError:
+            body = value.head(10).to_frame().to_html()
+    else:
+        text = repr(value)
+        if len(text) > 2000:
+            text = text[:2000] + "…"
+        body = f"<pre style='margin:0'>{html.escape(text)}</pre>"
+    return f"<div class='hnbw-preview-body'>{title}<div style='overflow:auto'>{body}</div></div>"
+
+
+class _RowView:
+    """The widgets of one node's row; created once per node and re-filled on every update."""
+
+    def __init__(self, panel: Panel, node: str) -> None:
+        self.info = W.HTML(layout=W.Layout(flex="1 1 0%", min_width="0", overflow="hidden"))
+
+        def button(label: str, tooltip: str) -> W.Button:
+            b = W.Button(description=label, tooltip=tooltip, style={"font_size": "11px"},
+                         layout=W.Layout(width="auto", height="22px", padding="0 6px",
+                                         flex="0 0 auto"))
+            b.add_class(f"hnbw-btn-{label}")
+            return b
+
+        self.recompute = button("recompute", f"clear {node}'s cache entry and compute it again")
+        self.clear = button("clear", f"delete {node}'s cache entries")
+        self.preview = button("preview", f"show the value of {node}")
+        # The panel is held weakly so a row never keeps a closed panel alive.
+        ref = weakref.ref(panel)
+        self.recompute.on_click(lambda _b: _call(ref, "recompute", node))
+        self.clear.on_click(lambda _b: _call(ref, "clear_node", node))
+        self.preview.on_click(lambda _b: _call(ref, "preview_node", node))
+        self.actions = W.HBox([self.recompute, self.clear, self.preview],
+                              layout=W.Layout(width=_ACTIONS_WIDTH, flex="0 0 auto"))
+        self.box = W.HBox([self.info, self.actions], layout=W.Layout(align_items="center"))
+        self.box.add_class("hnbw-row")
+        self.box.add_class(f"hnbw-row-{_css(node)}")
+
+    def close(self) -> None:
+        for w in (self.info, self.recompute, self.clear, self.preview, self.actions, self.box):
+            w.close()
+
+
+def _call(ref: Callable[[], Panel | None], method: str, node: str) -> None:
+    panel = ref()
+    if panel is not None:
+        getattr(panel, method)(node)
+
+
+class Panel(W.VBox):
+    """Per-node cache status of a session, live while runs progress, with actions.
+
+    Get the session's panel with :func:`panel_for` (one per session); ``show()`` displays it.
+    """
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self._session_ref = weakref.ref(session)
+        self.summary = W.HTML()
+        self.summary.add_class("hnbw-summary")
+        self.filter = W.Dropdown(options=[("all nodes", "all"), ("stale", "stale"),
+                                          ("recomputed", "recomputed"), ("failed", "failed")],
+                                 value="all", description="show",
+                                 layout=W.Layout(width="200px"))
+        self.sort = W.Dropdown(options=[("DAG order", "dag"), ("slowest first", "duration")],
+                               value="dag", description="sort",
+                               layout=W.Layout(width="200px"))
+        self.table = W.VBox(layout=W.Layout(max_height="420px", overflow="auto"))
+        self.table.add_class("hnbw-table")
+        self.graph = W.HTML()
+        self.graph.add_class("hnbw-graph")
+        self.message = W.HTML()
+        self.message.add_class("hnbw-message")
+        self.preview = W.HTML()
+        self.preview.add_class("hnbw-preview")
+        self._header = _header()
+        self.tabs = W.Tab(children=[W.VBox([self._header, self.table]), self.graph],
+                          titles=("nodes", "graph"))
+        self.children = [self.summary, W.HBox([self.filter, self.sort]), self.tabs,
+                         self.message, self.preview]
+        self.add_class("hnbw-panel")
+
+        self.rows: dict[str, Row] = {}  # every function node of the live DAG, in DAG order
+        self._views: dict[str, _RowView] = {}
+        self._run_events: list[NodeEvent] = []  # of the run in progress / the last run
+        self._running = False
+        self._live: dict[str, str] = {}  # node -> "queued" | "running" during a run
+        self._cleared: set[str] = set()
+        self._armed = False
+        self._handle: Any = None
+        self.closed = False
+        self.filter.observe(lambda _c: self._render_table(), "value")
+        self.sort.observe(lambda _c: self._render_table(), "value")
+        self._unsubscribe = session.subscribe(self._on_event)
+        last = session.last_run()
+        self._run_events = [session.node_events[n] for n in last["node"]
+                            if n in session.node_events]
+        self.refresh()
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def session(self) -> Session:
+        session = self._session_ref()
+        if session is None:
+            raise RuntimeError("hamilton_nb: the session of this panel is gone.")
+        return session
+
+    def visible_rows(self) -> list[Row]:
+        """The rows as shown: filtered and sorted by the panel's controls."""
+        wanted = FILTERS[self.filter.value]
+        rows = [r for r in self.rows.values() if wanted is None or r.status in wanted]
+        if self.sort.value == "duration":
+            rows.sort(key=lambda r: (-(r.duration or 0.0), -(r.saved or 0.0)))
+        return rows
+
+    def summary_text(self) -> str:
+        events = self._run_events
+        if self._running:
+            done = len(events)
+            total = done + len(self._live)
+            text = f"running… {done}/{total} nodes done"
+            return text + (f" ({summary_line(events)})" if events else "")
+        text = summary_line(events) if events else "no run yet"
+        stale = sum(1 for r in self.rows.values() if r.status == "stale")
+        return text + (f" · {stale} stale" if stale else "")
+
+    def _compute_rows(self) -> None:
+        s = self.session
+        stale = s.stale_nodes() if not self._running else set()
+        in_last = {e.node for e in self._run_events}
+        rows: dict[str, Row] = {}
+        for name in s.dag.order:
+            n = s.dag.nodes[name]
+            if n.user_defined:
+                continue
+            rows[name] = self._row(name, stale, in_last)
+        self.rows = rows
+
+    def _row(self, name: str, stale: set[str], in_last: set[str]) -> Row:
+        s = self.session
+        ev = s.node_events.get(name)
+        cell = s.dag.node_cell.get(name)
+        live = self._live.get(name)
+        if live is not None:
+            prev = _row_from_event(ev, False) if ev else Row(name, live)
+            return Row(name, live, "computing…" if live == "running" else "", prev.duration,
+                       prev.saved, prev.size, cell, in_last_run=True)
+        if ev is None:
+            return Row(name, "never_run", "", cell_id=cell)
+        row = _row_from_event(ev, name in in_last)
+        if name in stale and ev.status in (Status.COMPUTED, Status.CACHED):
+            # (a failed or skipped node has no value to be stale; its own status says more)
+            row = Row(name, "stale", "its code or an upstream value changed since it ran",
+                      row.duration, row.saved, row.size, cell, row.cache, None, True)
+        if name in self._cleared:
+            row = Row(row.node, row.status, (row.reason + "; " if row.reason else "")
+                      + "cache entry cleared", row.duration, row.saved, row.size, row.cell_id,
+                      row.cache, row.error, row.in_last_run)
+        return row
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Recompute every row (including which nodes are stale) and redraw."""
+        self._compute_rows()
+        self._render()
+
+    def _render(self) -> None:
+        self.summary.value = f"<b>{html.escape(self.summary_text())}</b>"
+        self._render_table()
+        self.graph.value = graph_svg(self.session, self.rows)
+
+    def _render_table(self) -> None:
+        for name in list(self._views):
+            if name not in self.rows:  # the node left the DAG: free its widgets
+                self._views.pop(name).close()
+        children = []
+        for row in self.visible_rows():
+            view = self._views.get(row.node)
+            if view is None:
+                view = self._views[row.node] = _RowView(self, row.node)
+            view.info.value = _row_html(row)
+            busy = self._running
+            view.recompute.disabled = busy
+            view.clear.disabled = busy
+            children.append(view.box)
+        if tuple(children) != tuple(self.table.children):
+            self.table.children = children
+
+    def _update_row(self, name: str) -> None:
+        """Cheap update of one row during a run (no stale check, no re-sort)."""
+        if name not in self.session.dag.nodes or self.session.dag.nodes[name].user_defined:
+            return
+        self.rows[name] = self._row(name, set(), {e.node for e in self._run_events})
+        view = self._views.get(name)
+        if view is not None:
+            view.info.value = _row_html(self.rows[name])
+        self.summary.value = f"<b>{html.escape(self.summary_text())}</b>"
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _on_event(self, ev: Event) -> None:
+        if isinstance(ev, RunStarted):
+            if self._armed:
+                self._armed = False
+                self.show()
+            self._running = True
+            self._run_events = []
+            user = {n for n in ev.nodes if self.session.dag.nodes[n].user_defined}
+            self._live = {n: "queued" for n in ev.nodes if n not in user}
+            self._compute_rows()
+            self._render()
+        elif isinstance(ev, NodeStarted):
+            self._live[ev.node] = "running"
+            self._update_row(ev.node)
+        elif isinstance(ev, NodeEvent):
+            self._live.pop(ev.node, None)
+            self._cleared.discard(ev.node)
+            self._run_events.append(ev)
+            self._update_row(ev.node)
+        elif isinstance(ev, RunFinished):
+            self._running = False
+            self._live.clear()
+            self.refresh()
+        elif isinstance(ev, DagChanged) and not self._running:
+            self.refresh()
+
+    @contextmanager
+    def live(self) -> Iterator[Panel]:
+        """Within this block, the next run that starts shows the panel first, so the user
+        watches that run progress in the cell that started it."""
+        self._armed = True
+        try:
+            yield self
+        finally:
+            self._armed = False
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def _say(self, text: str, error: bool = False) -> None:
+        colour = "#c62828" if error else "inherit"
+        self.message.value = f"<span style='color:{colour}'>{html.escape(text)}</span>"
+
+    def recompute(self, node: str) -> Any:
+        """Clear ``node``'s cache entries and compute it again (its upstream may come from the
+        cache); binds the new value in the notebook. Returns the run outcome, or None."""
+        s = self.session
+        if s.running:
+            self._say("A run is in progress; try again when it has finished.", error=True)
+            return None
+        try:
+            s.clear([node])
+            outcome = s.execute([node])
+        except SessionError as e:
+            self._say(str(e), error=True)
+            return None
+        s.bind(outcome)
+        if outcome.errors:
+            err = outcome.errors.get(node) or next(iter(outcome.errors.values()))
+            self._say(f"`{node}` failed: {type(err).__name__}: {err}", error=True)
+        else:
+            ev = s.node_events.get(node)
+            took = human_seconds(ev.duration) if ev else ""
+            self._say(f"recomputed `{node}`" + (f" in {took}" if took else ""))
+        return outcome
+
+    def clear_node(self, node: str) -> int:
+        """Delete the cache entries of ``node``; returns how many went."""
+        s = self.session
+        if s.running:
+            self._say("A run is in progress; try again when it has finished.", error=True)
+            return 0
+        self._cleared.add(node)
+        n = s.clear([node])  # emits DagChanged: the rows refresh
+        self._say(f"cleared {n} cache entr{'y' if n == 1 else 'ies'} of `{node}`")
+        return n
+
+    def preview_node(self, node: str) -> str:
+        """Show the value of ``node`` (the head of a DataFrame, else its repr) below the table."""
+        try:
+            value, source = self._value_of(node)
+        except LookupError as e:
+            self._say(str(e), error=True)
+            self.preview.value = ""
+            return ""
+        self.preview.value = _preview_html(node, value, source)
+        return self.preview.value
+
+    def _value_of(self, node: str) -> tuple[Any, str]:
+        s = self.session
+        if node in s.pending:  # bound lazily by the last run: loading it is what a cell would do
+            s.load_pending([node])
+            return s.namespace[node], "the notebook"
+        ev = s.node_events.get(node)
+        if ev is not None and ev.data_version:
+            for entry in s.store.entries():
+                if entry.node == node and entry.data_version == ev.data_version:
+                    try:
+                        return s.store.load(entry), "the cache"
+                    except Exception as e:  # a corrupt entry: say so instead of breaking
+                        raise LookupError(f"the cached value of `{node}` is unreadable: {e}")\
+                            from None
+        if node in s.namespace:
+            return s.namespace[node], "the notebook"
+        raise LookupError(f"No value of `{node}` is available: recompute it first.")
+
+    # -- display -------------------------------------------------------------------------------
+
+    def show(self) -> None:
+        """Display the panel in the current cell. A previous display of it becomes a static
+        snapshot, so there is one live panel at a time."""
+        from IPython.display import display
+
+        if self._handle is not None:
+            self._handle.update(self.static_bundle(), raw=True)
+        self._handle = display(self, display_id=True)
+
+    def static_bundle(self) -> dict[str, str]:
+        return {"text/plain": self.to_text(), "text/html": self.to_html()}
+
+    def to_text(self) -> str:
+        rows = [HEAD, *(r.cells() for r in self.rows.values())]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
+        lines = [f"hamilton_nb — {self.summary_text()}"]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                  for r in rows]
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        head = "".join(f"<th style='text-align:left'>{h}</th>" for h in HEAD)
+        body = []
+        for row in self.rows.values():
+            cells = row.cells()
+            tds = [f"<td style='text-align:left'>{html.escape(cells[0])}</td>",
+                   f"<td style='text-align:left'>{_badge(row.status, cells[1])}</td>"]
+            tds += [f"<td style='text-align:left'>{html.escape(c)}</td>" for c in cells[2:]]
+            body.append(f"<tr class='hnbw-row-static hnbw-{row.status}'>{''.join(tds)}</tr>")
+        return (f"<div class='hnbw-static'><b class='hnbw-summary-static'>hamilton_nb — "
+                f"{html.escape(self.summary_text())}</b><table><thead><tr>{head}</tr></thead>"
+                f"<tbody>{''.join(body)}</tbody></table>"
+                f"<details><summary>graph</summary>{graph_svg(self.session, self.rows)}"
+                f"</details></div>")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        # ipywidgets gives the widget view and a one-line text/plain; add the table as text and
+        # HTML for front-ends that cannot render widgets (nbconvert drops the view when no
+        # widget state was saved and falls back to text/html; a terminal shows text/plain).
+        data = super()._repr_mimebundle_(**kwargs) or {}
+        data.update(self.static_bundle())
+        return data
+
+    def __repr__(self) -> str:
+        return f"<hamilton_nb Panel: {self.summary_text()}>"
+
+    def close(self) -> None:
+        """Stop listening to the session and close every widget of the panel."""
+        if self.closed:
+            return
+        self.closed = True
+        self._unsubscribe()
+        for view in self._views.values():
+            view.close()
+        self._views.clear()
+        for w in (self.summary, self.filter, self.sort, self.table, self.graph, self.message,
+                  self.preview, *self._header.children, self._header, *self.tabs.children,
+                  self.tabs, self.children[1]):
+            w.close()
+        super().close()
+
+
+_PANELS: weakref.WeakKeyDictionary[Session, Panel] = weakref.WeakKeyDictionary()
+
+
+def panel_for(session: Session) -> Panel:
+    """The session's panel, created on first use; a closed panel is replaced by a new one."""
+    panel = _PANELS.get(session)
+    if panel is None or panel.closed:
+        panel = _PANELS[session] = Panel(session)
+    return panel
+
+
+def forget(session: Session) -> None:
+    """Close the session's panel, if any (``%unload_ext``)."""
+    panel = _PANELS.pop(session, None)
+    if panel is not None:
+        panel.close()
+
+
+def available(shell: Any = None) -> bool:
+    """Whether widgets can render: the shell runs in a kernel that has a front-end."""
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    return getattr(shell, "kernel", None) is not None

@@ -1,0 +1,318 @@
+"""The ipywidgets cache panel (hamilton_nb/widget.py), without a front-end.
+
+Real sessions over real functions; real ipywidgets objects (with no kernel they simply have no
+comm). Buttons are pressed with ``Button.click()``, which runs the same ``on_click`` handlers a
+browser click reaches through the comm.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+import ipywidgets as W
+import nbformat
+import pytest
+from IPython.utils.capture import capture_output
+from ipywidgets.widgets.widget import _instances  # every open widget: a leak shows here
+from nbconvert import HTMLExporter
+
+from hamilton_nb.events import NodeEvent, NodeStarted
+from hamilton_nb.report import summary_line
+from hamilton_nb.widget import Panel, panel_for
+
+PIPELINE = """
+def raw() -> int:
+    hnb_calls.log.append("raw")
+    return 3
+
+def clean(raw: int) -> int:
+    hnb_calls.log.append("clean")
+    return raw * 2
+
+def features(clean: int) -> int:
+    hnb_calls.log.append("features")
+    return clean + 1
+"""
+
+
+def statuses(panel: Panel) -> dict[str, str]:
+    return {name: row.status for name, row in panel.rows.items()}
+
+
+def shown(panel: Panel) -> list[str]:
+    """Node names of the rows in the table widget, in display order (what the front-end gets)."""
+    names = []
+    for box in panel.table.children:
+        [cls] = [c for c in box._dom_classes if c.startswith("hnbw-row-")]
+        names.append(cls.removeprefix("hnbw-row-"))
+    return names
+
+
+def row_view(panel: Panel, node: str) -> Any:
+    [box] = [b for b in panel.table.children if f"hnbw-row-{node}" in b._dom_classes]
+    return box
+
+
+def button(panel: Panel, node: str, label: str) -> W.Button:
+    _info, actions = row_view(panel, node).children
+    [b] = [c for c in actions.children if isinstance(c, W.Button) and c.description == label]
+    return b
+
+
+def info_html(panel: Panel, node: str) -> str:
+    return row_view(panel, node).children[0].value
+
+
+@pytest.fixture
+def pipe(ps: Any) -> Any:
+    ps.cell(PIPELINE)
+    return ps
+
+
+def test_rows_show_each_nodes_status_timings_and_summary(pipe: Any, calls: list[str]) -> None:
+    panel = panel_for(pipe.s)
+    assert statuses(panel) == dict.fromkeys(("raw", "clean", "features"), "never_run")
+    pipe.run("features")
+    assert statuses(panel) == dict.fromkeys(("raw", "clean", "features"), "computed")
+    assert "hnbw-status-computed" in info_html(panel, "clean")
+    assert panel.rows["clean"].duration is not None and panel.rows["clean"].duration > 0
+    assert panel.rows["clean"].cell_id == "c1"
+    assert panel.rows["clean"].size
+    events = [pipe.s.node_events[n] for n in ("raw", "clean", "features")]
+    assert summary_line(events) in panel.summary.value
+
+    pipe.run("features")
+    assert statuses(panel) == dict.fromkeys(("raw", "clean", "features"), "cached")
+    assert "hnbw-status-cached" in info_html(panel, "features")
+    assert panel.rows["features"].saved and panel.rows["features"].saved > 0
+    assert "3 cached" in panel.summary.value and "saved" in panel.summary.value
+    assert shown(panel) == ["raw", "clean", "features"]
+
+
+def test_recompute_button_recomputes_exactly_that_node(pipe: Any, calls: list[str]) -> None:
+    panel = panel_for(pipe.s)
+    pipe.run("features")
+    calls.clear()
+    button(panel, "clean", "recompute").click()
+    assert calls == ["clean"]
+    assert pipe.ns["clean"] == 6  # bound in the notebook like a run's output
+    assert panel.rows["clean"].status == "computed"
+    assert panel.rows["raw"].status == "cached"  # its input came from the cache
+    assert panel.rows["clean"].in_last_run and not panel.rows["features"].in_last_run
+    assert "recomputed `clean`" in panel.message.value
+    assert "hnbw-status-computed" in info_html(panel, "clean")
+    # and it is cached again
+    calls.clear()
+    pipe.run("clean")
+    assert calls == []
+
+
+def test_clear_button_deletes_only_that_nodes_entry(pipe: Any, calls: list[str]) -> None:
+    panel = panel_for(pipe.s)
+    pipe.run("features")
+    assert set(pipe.s.cache_entries()["node"]) == {"raw", "clean", "features"}
+    button(panel, "clean", "clear").click()
+    assert set(pipe.s.cache_entries()["node"]) == {"raw", "features"}
+    assert "cache entry cleared" in panel.rows["clean"].why
+    assert "cleared 1 cache entry of `clean`" in panel.message.value
+    calls.clear()
+    pipe.run("features")
+    assert calls == ["clean"]  # features: same input again, so early cutoff keeps it cached
+    assert statuses(panel) == {"raw": "cached", "clean": "computed", "features": "cached"}
+
+
+def test_failed_and_skipped_rows_and_failed_filter(pipe: Any) -> None:
+    panel = panel_for(pipe.s)
+    pipe.cell(PIPELINE.replace("return raw * 2", "raise ValueError('bad data')"))
+    outcome = pipe.s.execute(["features"])
+    assert "clean" in outcome.errors
+    assert statuses(panel) == {"raw": "computed", "clean": "failed", "features": "skipped"}
+    assert "ValueError: bad data" in panel.rows["clean"].why
+    assert "ValueError: bad data" in info_html(panel, "clean")
+    assert "upstream `clean` failed" in panel.rows["features"].why
+    panel.filter.value = "failed"
+    assert shown(panel) == ["clean"]
+    panel.filter.value = "all"
+    assert shown(panel) == ["raw", "clean", "features"]
+
+
+def test_edited_cell_marks_stale_rows_and_stale_filter(pipe: Any) -> None:
+    panel = panel_for(pipe.s)
+    pipe.run("features")
+    panel.filter.value = "stale"
+    assert shown(panel) == []
+    pipe.cell(PIPELINE.replace("return raw * 2", "return raw * 3"))  # registered, not run
+    assert statuses(panel) == {"raw": "computed", "clean": "stale",
+                               "features": "stale"}
+    assert shown(panel) == ["clean", "features"]
+    assert "2 stale" in panel.summary.value
+    panel.filter.value = "recomputed"
+    assert shown(panel) == ["raw"]
+
+
+def test_not_cached_by_choice_and_uncacheable_rows(ps: Any) -> None:
+    ps.exec("import threading")  # (an import inside the cell is not seen by its annotations)
+    ps.cell("""
+    def settings() -> int:
+        return 1
+
+    def lock(settings: int) -> threading.Lock:
+        return threading.Lock()
+    """)
+    ps.s.set_behavior("settings", "disable")
+    panel = panel_for(ps.s)
+    with pytest.warns(UserWarning, match="not cached"):
+        ps.run("lock")
+    assert statuses(panel) == {"settings": "not_cached", "lock": "uncacheable"}
+    assert panel.rows["settings"].label == "not cached (by choice)"
+    assert panel.rows["lock"].label == "uncacheable (unhashable)"
+    assert "uncacheable (unhashable)" in info_html(panel, "lock")
+    panel.filter.value = "recomputed"
+    assert shown(panel) == ["settings", "lock"]
+
+
+def test_sort_by_duration_puts_the_slowest_node_first(ps: Any) -> None:
+    ps.cell("""
+    import time
+
+    def a() -> int:
+        return 1
+
+    def b(a: int) -> int:
+        time.sleep(0.05)
+        return a
+
+    def c(b: int) -> int:
+        return b
+    """)
+    panel = panel_for(ps.s)
+    ps.run("c")
+    assert shown(panel) == ["a", "b", "c"]
+    panel.sort.value = "duration"
+    assert shown(panel)[0] == "b"
+    panel.sort.value = "dag"
+    assert shown(panel) == ["a", "b", "c"]
+
+
+def test_rows_update_live_while_a_run_progresses(pipe: Any) -> None:
+    panel = panel_for(pipe.s)
+    seen: list[tuple[str, dict[str, str], str, str]] = []
+
+    def probe(ev: Any) -> None:  # subscribed after the panel: sees the panel already updated
+        if isinstance(ev, NodeStarted | NodeEvent):
+            seen.append((f"{ev.kind}:{ev.node}", statuses(panel), panel.summary.value,
+                         info_html(panel, ev.node)))
+
+    pipe.s.subscribe(probe)
+    pipe.run("features")
+    by = {what: (rows, summary, html) for what, rows, summary, html in seen}
+    rows, summary, html = by["node_started:clean"]
+    assert rows == {"raw": "computed", "clean": "running", "features": "queued"}
+    assert "hnbw-status-running" in html
+    assert "running… 1/3 nodes done" in summary
+    rows, _, _ = by["node_finished:clean"]
+    assert rows == {"raw": "computed", "clean": "computed", "features": "queued"}
+    assert "running…" not in panel.summary.value  # finished: the plain summary line
+    assert statuses(panel) == dict.fromkeys(("raw", "clean", "features"), "computed")
+
+
+def test_preview_shows_dataframe_head_and_repr_of_other_values(ps: Any) -> None:
+    ps.exec("import pandas as pd")
+    ps.cell("""
+    def frame() -> pd.DataFrame:
+        return pd.DataFrame({"alpha": range(100), "beta": ["x"] * 100})
+
+    def total(frame: pd.DataFrame) -> int:
+        return int(frame.alpha.sum())
+    """)
+    panel = panel_for(ps.s)
+    ps.run("total")
+    ps.s.execute(["total"])  # all hits: values stay on disk
+    button(panel, "frame", "preview").click()
+    html = panel.preview.value
+    assert "<table" in html and "alpha" in html and "beta" in html
+    assert "(100, 2)" in html and "the cache" in html
+    assert html.count("<tr") <= 12  # header + 10 rows: a head, not the whole frame
+    button(panel, "total", "preview").click()
+    assert "<pre" in panel.preview.value and "4950" in panel.preview.value
+
+
+def test_one_panel_per_session_and_redisplay_replaces_the_old_output(nb: Any) -> None:
+    nb.cell(PIPELINE)
+    panel = panel_for(nb.session)
+    assert panel_for(nb.session) is panel
+    with capture_output() as first:
+        nb.line("panel")
+    [out] = first.outputs
+    first_id = out.transient["display_id"]
+    assert "application/vnd.jupyter.widget-view+json" in out.data
+    n_widgets = len(_instances)
+
+    nb.cell(PIPELINE.replace("return raw * 2", "return raw * 4"))
+    with capture_output() as second:
+        nb.line("panel")
+    update, new = second.outputs
+    # the earlier display became a static snapshot: no second live widget in the notebook
+    assert update.update and update.transient["display_id"] == first_id
+    assert "application/vnd.jupyter.widget-view+json" not in update.data
+    assert "hnbw-static" in update.data["text/html"]
+    assert new.data["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.model_id
+    assert new.transient["display_id"] != first_id
+    assert panel_for(nb.session) is panel
+    assert len(_instances) == n_widgets  # nothing piled up
+    assert sum(isinstance(w, Panel) and not w.closed and w.session is nb.session
+               for w in _instances.values()) == 1
+
+
+def test_mimebundle_carries_the_table_for_frontends_without_widgets(pipe: Any) -> None:
+    panel = panel_for(pipe.s)
+    pipe.run("features")
+    pipe.run("features")
+    bundle = panel._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.model_id
+    text = bundle["text/plain"]
+    assert "3 nodes: 3 cached" in text
+    assert all(f"{n} " in text for n in ("raw", "clean", "features"))
+    assert "hnbw-status-cached" in bundle["text/html"]
+    assert "<svg" in bundle["text/html"]
+    # nbconvert without saved widget state drops the widget view and uses text/html
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("%hamilton panel")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=bundle)]
+    nb.cells.append(cell)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    assert "hnbw-static" in body and "3 nodes: 3 cached" in body
+    assert "code and inputs unchanged" in body
+
+
+def test_graph_is_layered_by_depth_and_coloured_by_status(pipe: Any) -> None:
+    panel = panel_for(pipe.s)
+    pipe.run("clean")
+    svg = panel.graph.value
+    assert svg.startswith("<svg")
+    for node, status in (("raw", "computed"), ("clean", "computed"), ("features", "never_run")):
+        assert f"hnbw-gnode hnbw-gnode-{status}' data-node='{node}'" in svg
+    xs = {}
+    for node in ("raw", "clean", "features"):
+        chunk = svg.split(f"data-node='{node}'>", 1)[1]
+        xs[node] = float(chunk.split("<rect x='", 1)[1].split("'", 1)[0])
+    assert xs["raw"] < xs["clean"] < xs["features"]  # one column per depth
+    assert svg.count("class='hnbw-edge'") == 2  # raw -> clean -> features
+    assert "data-from='raw' data-to='clean'" in svg
+
+
+def test_unload_closes_the_panel_and_its_subscription(nb: Any) -> None:
+    nb.cell(PIPELINE)
+    panel = panel_for(nb.session)
+    assert panel._on_event in nb.session._listeners
+    nb.run("%unload_ext hamilton_nb")
+    assert panel.closed and panel._on_event not in nb.session._listeners
+    nb.run("%load_ext hamilton_nb")
+    assert panel_for(nb.session) is not panel
+
+
+def test_help_lists_the_panel_subcommand(nb: Any) -> None:
+    with capture_output() as out:
+        nb.line("help")
+    assert "%hamilton panel" in textwrap.dedent(out.stdout)

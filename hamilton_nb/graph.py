@@ -8,6 +8,7 @@ cached topological order.
 from __future__ import annotations
 
 import ast
+import contextlib
 import graphlib
 import hashlib
 import inspect
@@ -15,7 +16,7 @@ import itertools
 import linecache
 import types
 from collections import ChainMap
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,8 +112,27 @@ def prepare_cell(
     for name, fn in functions.items():
         fcodes[inspect.unwrap(fn).__code__] = analyze_function(fn, fdefs.get(name), definition_ns)
     cell = CellDef(cell_id, body, filename, functions, fcodes, published)
-    cell.nodes = resolve_cell_nodes(cell, config)
+    # Hamilton reads type hints through the functions' globals (the notebook namespace), where
+    # the cell's own imports are not published yet: show them there while Hamilton looks.
+    with _overlay(user_ns, published):
+        cell.nodes = resolve_cell_nodes(cell, config)
     return cell
+
+
+@contextlib.contextmanager
+def _overlay(ns: MutableMapping[str, Any], extra: Mapping[str, Any]) -> Iterator[None]:
+    """Temporarily add ``extra`` to ``ns``; afterwards ``ns`` is exactly as it was."""
+    missing = object()
+    saved = {k: ns.get(k, missing) for k in extra}
+    ns.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is missing:
+                ns.pop(k, None)
+            else:
+                ns[k] = v
 
 
 def resolve_cell_nodes(cell: CellDef, config: Mapping[str, Any]) -> dict[str, h_node.Node]:
@@ -197,6 +217,15 @@ class LiveDag:
     def add_cell(self, cell: CellDef) -> None:
         """Register (or replace) a cell atomically: on error nothing changes."""
         cells = {**self.cells, cell.cell_id: cell}
+        self._set(self._build(cells, self.config))
+        self.cells = cells
+
+    def add_cells(self, new: Iterable[CellDef]) -> None:
+        """Register (or replace) several cells with one graph build (checkpoint restore);
+        atomic like :meth:`add_cell`."""
+        cells = dict(self.cells)
+        for cell in new:
+            cells[cell.cell_id] = cell
         self._set(self._build(cells, self.config))
         self.cells = cells
 

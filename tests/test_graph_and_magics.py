@@ -509,12 +509,6 @@ def test_failure_in_one_branch_still_computes_the_other(nb):
     assert st["good"] == "computed"
 
 
-@pytest.mark.xfail(
-    strict=True, raises=UsageError,
-    reason="BUG: names a %%hamilton cell imports itself are not visible when Hamilton resolves "
-    "its functions' type annotations (`NameError: name 'pd' is not defined`): prepare_cell "
-    "execs into a private dict while the functions' globals are the notebook namespace",
-)
 def test_cell_can_import_what_its_annotations_use(nb):
     nb.cell("""
         import pandas as pd

@@ -1,0 +1,234 @@
+"""The Store contract, run against every store implementation (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hamilton_nb.store import DiskStore, MemoryStore, StoreError
+from hamilton_nb.versions import fingerprint
+
+
+@pytest.fixture(params=["memory", "disk"])
+def store(request, tmp_path):
+    s = MemoryStore() if request.param == "memory" else DiskStore(tmp_path / "cache")
+    yield s
+    close = getattr(s, "close", None)
+    if close:
+        close()
+
+
+def put(store, key, node, value, fmt="joblib", dv=None, parts=None):
+    return store.put(key, node, "cv-" + node, dv or fingerprint(value), value, fmt, 0.5,
+                     parts or {"deps": {}})
+
+
+BIG = np.arange(50_000)  # large enough to need a value file on disk
+
+
+@pytest.mark.parametrize("value", [
+    1, "text", {"a": [1, 2]}, None, BIG,
+    pd.DataFrame({"x": range(1000), "s": [str(i) for i in range(1000)]}),
+], ids=["int", "str", "dict", "none", "big_array", "frame"])
+def test_put_lookup_load_round_trip(store, value):
+    entry = put(store, "k1", "n", value)
+    assert store.lookup("k1") == entry
+    assert entry.key == "k1" and entry.node == "n" and entry.code_version == "cv-n"
+    assert entry.data_version == fingerprint(value)
+    assert entry.compute_time == 0.5
+    assert entry.size > 0
+    got = store.load(store.lookup("k1"))
+    if isinstance(value, np.ndarray):
+        assert np.array_equal(got, value)
+    elif isinstance(value, pd.DataFrame):
+        assert got.equals(value)  # equal data and dtypes (columns may be memory-mapped)
+        assert list(got.columns) == list(value.columns)
+    else:
+        assert got == value
+
+
+def test_lookup_of_unknown_key_is_none(store):
+    assert store.lookup("nope") is None
+    assert store.latest("nope") is None
+
+
+def test_parquet_format_round_trips_a_frame(store):
+    df = pd.DataFrame({"x": [1.5, 2.5], "s": ["a", "b"]})
+    if isinstance(store, MemoryStore):
+        pytest.skip("MemoryStore keeps every value pickled; the format is a disk concern")
+    entry = put(store, "k", "n", df, fmt="parquet")
+    assert entry.fmt == "parquet"
+    pd.testing.assert_frame_equal(store.load(entry), df)
+
+
+def test_parquet_format_refuses_a_non_frame(store):
+    if isinstance(store, MemoryStore):
+        pytest.skip("MemoryStore keeps every value pickled; the format is a disk concern")
+    with pytest.raises(StoreError, match="DataFrame"):
+        put(store, "k", "n", BIG, fmt="parquet")
+
+
+def test_unpicklable_value_raises_store_error(store):
+    import threading
+
+    with pytest.raises(StoreError):
+        put(store, "k", "n", [threading.Lock()] * 2000, dv="dv-lock")
+    assert store.lookup("k") is None
+
+
+def test_latest_is_the_most_recent_entry_of_a_node(store):
+    put(store, "k1", "n", 1)
+    time.sleep(0.002)
+    e2 = put(store, "k2", "n", 2)
+    put(store, "k3", "other", 3)
+    assert store.latest("n") == e2
+
+
+def test_entries_lists_every_entry(store):
+    keys = {put(store, f"k{i}", f"n{i % 2}", i).key for i in range(5)}
+    assert {e.key for e in store.entries()} == keys
+
+
+def test_entries_of_the_same_data_share_one_value(store):
+    a = put(store, "k1", "n1", BIG)
+    b = put(store, "k2", "n2", BIG.copy())
+    assert a.data_version == b.data_version
+    assert store.delete(["k1"]) == 1
+    assert np.array_equal(store.load(store.lookup("k2")), BIG)
+
+
+def test_delete_removes_entries_and_counts_them(store):
+    put(store, "k1", "n", BIG)
+    put(store, "k2", "n", 2)
+    assert store.delete(["k1", "k2", "unknown"]) == 2
+    assert store.lookup("k1") is None and store.lookup("k2") is None
+    assert store.entries() == []
+    assert store.latest("n") is None
+    assert store.delete(["k1"]) == 0
+
+
+def test_latest_falls_back_to_an_older_entry_after_deleting_the_newest(store):
+    e1 = put(store, "k1", "n", 1)
+    time.sleep(0.002)
+    put(store, "k2", "n", 2)
+    store.delete(["k2"])
+    assert store.latest("n") in (None, e1)  # never the deleted one
+    assert store.lookup("k1") == e1
+
+
+def test_latest_never_returns_a_deleted_entry_after_touch(store):
+    put(store, "k1", "n", 1)
+    store.touch(["k1"])
+    store.flush()
+    store.delete(["k1"])
+    assert store.latest("n") is None
+
+
+def test_touch_and_flush_update_last_used(store):
+    e = put(store, "k1", "n", 1)
+    time.sleep(0.01)
+    store.touch(["k1"])
+    store.flush()
+    assert store.lookup("k1").last_used > e.last_used
+    assert store.lookup("k1").created == e.created
+
+
+def _three_by_age(store):
+    """Three 400 kB entries used in the order k1, k2, k3 (k1 least recently used)."""
+    entries = []
+    for i in (1, 2, 3):
+        entries.append(put(store, f"k{i}", f"n{i}", np.full(50_000, i)))
+        time.sleep(0.01)
+    for i in (1, 2, 3):
+        store.touch([f"k{i}"])
+        store.flush()
+        time.sleep(0.01)
+    return entries
+
+
+def test_evict_max_bytes_removes_least_recently_used_first(store):
+    e1, e2, e3 = _three_by_age(store)
+    store.touch(["k1"])  # k1 is now the most recent: k2 is the least recently used
+    store.flush()
+    n = store.evict(max_bytes=e1.size + e3.size)
+    assert n == 1
+    assert {e.key for e in store.entries()} == {"k1", "k3"}
+
+
+def test_evict_older_than_removes_entries_unused_since(store):
+    _three_by_age(store)
+    assert store.evict(older_than=3600) == 0
+    assert store.evict(older_than=0) == 3
+    assert store.entries() == []
+
+
+def test_evict_keeps_protected_data_versions(store):
+    e1, e2, e3 = _three_by_age(store)
+    assert store.evict(older_than=0, protected=frozenset({e1.data_version})) == 2
+    assert [e.key for e in store.entries()] == ["k1"]
+    assert np.array_equal(store.load(store.lookup("k1")), np.full(50_000, 1))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: evict_candidates counts a protected entry's size as freed before filtering "
+    "protected keys out, so evict(max_bytes) stops early and leaves the cache above max_bytes",
+)
+def test_evict_max_bytes_skips_protected_entries_and_still_meets_the_limit(store):
+    e1, e2, e3 = _three_by_age(store)  # k1 is the least recently used and protected
+    store.evict(max_bytes=e1.size + e3.size, protected=frozenset({e1.data_version}))
+    left = {e.key for e in store.entries()}
+    assert "k1" in left
+    assert sum(e.size for e in store.entries()) <= e1.size + e3.size
+    assert left == {"k1", "k3"}
+
+
+def test_loaded_value_is_independent_of_the_cache(store):
+    put(store, "k1", "n", BIG)
+    got = store.load(store.lookup("k1"))
+    try:
+        got[:10] = -1
+    except ValueError:  # a read-only view is fine too
+        pass
+    assert np.array_equal(store.load(store.lookup("k1")), BIG)
+
+
+# -- DiskStore only: persistence -----------------------------------------------------------------
+
+
+def test_disk_store_entries_survive_reopening(tmp_path):
+    s = DiskStore(tmp_path)
+    put(s, "k1", "n", BIG)
+    put(s, "k2", "n", 2)
+    s.touch(["k1"])
+    s.close()
+    again = DiskStore(tmp_path)
+    assert {e.key for e in again.entries()} == {"k1", "k2"}
+    assert np.array_equal(again.load(again.lookup("k1")), BIG)
+    assert again.load(again.lookup("k2")) == 2
+
+
+def test_disk_store_sees_entries_another_store_wrote_after_it_opened(tmp_path):
+    reader = DiskStore(tmp_path)
+    writer = DiskStore(tmp_path)
+    put(writer, "k1", "n", 1)
+    assert reader.lookup("k1") is None or reader.lookup("k1").key == "k1"
+    reader.refresh()
+    assert reader.load(reader.lookup("k1")) == 1
+    writer.delete(["k1"])
+    reader.refresh()
+    assert reader.lookup("k1") is None
+
+
+def test_disk_store_ignores_a_torn_last_journal_line(tmp_path):
+    s = DiskStore(tmp_path)
+    put(s, "k1", "n", 1)
+    s.close()
+    journal = next((tmp_path / "index").glob("*.jsonl"))
+    with open(journal, "ab") as fh:
+        fh.write(b'{"op":"put","at":1,"entry":{"key":"k2"')  # killed mid-write
+    again = DiskStore(tmp_path)
+    assert {e.key for e in again.entries()} == {"k1"}

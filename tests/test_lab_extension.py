@@ -139,34 +139,46 @@ def test_comm_bridge_protocol(kernel: KernelDriver, tmp_path: Path) -> None:
     assert by_name["raw"]["status"] == "never_run"
 
     # run_cell: state pushes during the run, the last one after run_finished shows the result.
-    kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "run_cell", "protocol": 1,
-                                                        "cell_id": "cell-b"}})
+    kernel.send(
+        "comm_msg",
+        {"comm_id": comm_id, "data": {"type": "run_cell", "protocol": 1, "cell_id": "cell-b"}},
+    )
     msgs = kernel.comm_messages(comm_id, n=2)
     final = {n["name"]: n["status"] for n in msgs[-1]["state"]["nodes"]}
     assert final == {"raw": "computed", "doubled": "computed"}, msgs
     assert msgs[-1]["state"]["running"] is False
     assert msgs[-1]["state"]["run_id"] is not None
 
-    kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "request_state",
-                                                        "protocol": 1}})
+    kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "request_state", "protocol": 1}})
     [again] = kernel.comm_messages(comm_id)
     assert again["type"] == "state"
 
     # Errors are answered, never raised into the kernel.
     kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "bogus", "protocol": 1}})
     [err] = kernel.comm_messages(comm_id)
-    assert err == {"msg_type": "comm_msg", "type": "error", "protocol": 1,
-                   "message": "unknown message type 'bogus'"}
-    kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "clear_cell", "protocol": 1,
-                                                        "cell_id": "no-such-cell"}})
+    assert err == {
+        "msg_type": "comm_msg",
+        "type": "error",
+        "protocol": 1,
+        "message": "unknown message type 'bogus'",
+    }
+    kernel.send(
+        "comm_msg",
+        {
+            "comm_id": comm_id,
+            "data": {"type": "clear_cell", "protocol": 1, "cell_id": "no-such-cell"},
+        },
+    )
     msgs = kernel.comm_messages(comm_id)
     assert msgs[0]["type"] == "error" and "no-such-cell" in msgs[0]["message"], msgs
     kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "run_cell", "protocol": 1}})
     msgs = kernel.comm_messages(comm_id)
     assert msgs[0]["type"] == "error" and "cell_id" in msgs[0]["message"], msgs
 
-    kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "clear_cell", "protocol": 1,
-                                                        "cell_id": "cell-a"}})
+    kernel.send(
+        "comm_msg",
+        {"comm_id": comm_id, "data": {"type": "clear_cell", "protocol": 1, "cell_id": "cell-a"}},
+    )
     msgs = kernel.comm_messages(comm_id)
     assert msgs[-1]["type"] == "state", msgs
 
@@ -175,7 +187,7 @@ def test_comm_bridge_protocol(kernel: KernelDriver, tmp_path: Path) -> None:
         "_hnb_test_bridge.stop()\n"
         "import comm\n"
         "assert 'hamilton_nb' not in comm.get_comm_manager().targets\n"
-        "assert _hnb_test_session._listeners == []\n"
+        "assert _hnb_test_bridge._on_event not in _hnb_test_session._listeners\n"
     )
     closes = [m for m in kernel.iopub if m["msg_type"] == "comm_close"]
     assert any(m["content"]["comm_id"] == comm_id for m in closes)
@@ -194,14 +206,15 @@ def test_comm_bridge_throttles_but_sends_final_state(kernel: KernelDriver, tmp_p
         for i in range(1, 60)
     )
     kernel.execute(
-        BRIDGE_SETUP.format(cache=cache)
-        + f"_hnb_test_session.register_cell({body!r}, 'chain')\n"
+        BRIDGE_SETUP.format(cache=cache) + f"_hnb_test_session.register_cell({body!r}, 'chain')\n"
     )
     comm_id = _open(kernel, {"type": "hello", "protocol": 1})
     kernel.comm_messages(comm_id)
     t0 = time.monotonic()
-    kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "run_cell", "protocol": 1,
-                                                        "cell_id": "chain"}})
+    kernel.send(
+        "comm_msg",
+        {"comm_id": comm_id, "data": {"type": "run_cell", "protocol": 1, "cell_id": "chain"}},
+    )
     msgs: list[dict] = []
     while time.monotonic() - t0 < 30:
         msgs += kernel.comm_messages(comm_id, timeout=1)
@@ -228,8 +241,8 @@ CELL_B = "%%hamilton\ndef doubled(raw: int) -> int:\n    return raw * 2\n"
 
 
 def _chromium() -> str | None:
-    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which(
-        "chromium-browser"
+    return (
+        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     )
 
 
@@ -266,13 +279,26 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     env.pop("HAMILTON_NB_CACHE", None)  # each notebook caches in its own folder
     log = (base / "lab.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={settings}",
-         f"--LabApp.workspaces_dir={workspaces}", "--LabApp.news_url=None",
-         "--LabApp.expose_app_in_browser=True"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={workspaces}",
+            "--LabApp.news_url=None",
+            "--LabApp.expose_app_in_browser=True",
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -304,8 +330,12 @@ def browser(lab: Lab) -> Iterator[Any]:
     with sync_playwright() as p:
         b = p.chromium.launch(
             executable_path=_chromium(),
-            args=["--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
+            args=[
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         try:
             yield b
@@ -321,11 +351,15 @@ def _notebook(lab: Lab, cells: list[tuple[str, str, str]]) -> str:
     folder = lab.root / name
     folder.mkdir()
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     for cell_id, kind, source in cells:
-        cell = (nbformat.v4.new_markdown_cell if kind == "markdown" else
-                nbformat.v4.new_code_cell)(source)
+        cell = (nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell)(
+            source
+        )
         cell["id"] = cell_id
         nb.cells.append(cell)
     nbformat.write(nb, folder / "nb.ipynb")
@@ -395,9 +429,14 @@ def _active_cell_id(page: Any) -> str | None:
 @pytest.fixture
 def ab_notebook(lab: Lab, browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """The A/B notebook opened and run; the panel shows raw and doubled computed."""
-    path = _notebook(lab, [("load", "code", "%load_ext hamilton_nb"),
-                           ("cell-a", "code", CELL_A),
-                           ("cell-b", "code", CELL_B)])
+    path = _notebook(
+        lab,
+        [
+            ("load", "code", "%load_ext hamilton_nb"),
+            ("cell-a", "code", CELL_A),
+            ("cell-b", "code", CELL_B),
+        ],
+    )
     page = _open_notebook(browser, lab, path, request)
     try:
         _run_all(page)
@@ -514,5 +553,136 @@ def test_lab_panel_quiet_without_hamilton_nb(
         _shot(page, "lab-not-loaded")
         errors = [e for e in request.node.hnb_console_errors if "hamilton" in e.lower()]
         assert not errors, errors
+    finally:
+        page.close()
+
+
+def _context_menu(page: Any, cell_id: str) -> Any:
+    _cell(page, cell_id).locator(".jp-InputArea-editor").click(button="right")
+    menu = page.locator(".lm-Menu").last
+    menu.wait_for()
+    return menu
+
+
+def _summary(page: Any) -> str:
+    return page.locator("#hamilton-nb-panel .hnb-summary").text_content() or ""
+
+
+@pytest.mark.browser
+def test_lab_context_menu_commands(ab_notebook: Any) -> None:
+    page = ab_notebook
+    page.wait_for_function(
+        "() => document.querySelector('#hamilton-nb-panel .hnb-summary')"
+        "?.textContent.includes('run #2')"
+    )
+    # Not a %%hamilton cell: no Hamilton entries.
+    menu = _context_menu(page, "load")
+    assert menu.get_by_text("Hamilton: Run this cell's nodes").is_hidden()
+    assert menu.get_by_text("Cut Cell").is_visible()
+    page.keyboard.press("Escape")
+
+    # run_cell through the comm: a new run in the kernel.
+    menu = _context_menu(page, "cell-b")
+    _shot(page, "lab-context-menu")
+    menu.get_by_text("Hamilton: Run this cell's nodes").click()
+    page.wait_for_function(
+        "() => document.querySelector('#hamilton-nb-panel .hnb-summary')"
+        "?.textContent.includes('run #3')",
+        timeout=30_000,
+    )
+
+    # clear_cell: answered with a state, no error notification.
+    _context_menu(page, "cell-b").get_by_text("Hamilton: Clear cache of this cell's nodes").click()
+    page.wait_for_timeout(1000)
+    assert page.locator(".Toastify__toast--error").count() == 0
+    assert _node(page, "doubled").count() == 1
+
+    # An edited cell: "Run this cell's nodes" executes the cell, so the new code is registered.
+    cell_a = _cell(page, "cell-a")
+    cell_a.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\n# edited")
+    page.wait_for_function(
+        "() => document.querySelector('.jp-Cell[data-test-cell-id=\"cell-a\"]')"
+        ".classList.contains('hnb-stale')",
+        timeout=10_000,
+    )
+    page.keyboard.press("Escape")
+    _context_menu(page, "cell-a").get_by_text("Hamilton: Run this cell's nodes").click()
+    page.wait_for_function(
+        "() => !document.querySelector('.jp-Cell[data-test-cell-id=\"cell-a\"]')"
+        ".classList.contains('hnb-stale')",
+        timeout=30_000,
+    )
+
+
+@pytest.mark.browser
+def test_lab_kernel_restart(ab_notebook: Any) -> None:
+    page = ab_notebook
+    panel = page.locator("#hamilton-nb-panel")
+    page.evaluate(
+        "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()"
+    )
+    panel.get_by_text("hamilton_nb not loaded in this kernel").wait_for(timeout=60_000)
+    assert _node(page, "doubled").count() == 0
+    page.wait_for_function(
+        "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
+        " === 'idle'"
+    )
+    _run_all(page)
+    page.locator(
+        '#hamilton-nb-panel g.hnb-node[data-node="doubled"]:is('
+        '[data-status="computed"], [data-status="cached"])'
+    ).wait_for(timeout=60_000)
+    assert page.locator(".jp-Cell.hnb-stale").count() == 0
+    _shot(page, "lab-after-restart")
+
+
+@pytest.mark.browser
+def test_lab_mime_renderer(lab: Lab, browser: Any, request: pytest.FixtureRequest) -> None:
+    state = {
+        "session_id": "s",
+        "run_id": 7,
+        "running": False,
+        "nodes": [
+            {
+                "name": "raw",
+                "cell_id": "a",
+                "kind": "function",
+                "deps": [],
+                "status": "cached",
+                "reason": "",
+                "duration": None,
+                "code_version": None,
+            },
+            {
+                "name": "doubled",
+                "cell_id": "b",
+                "kind": "function",
+                "deps": ["raw"],
+                "status": "failed",
+                "reason": "boom",
+                "duration": 0.5,
+                "code_version": None,
+            },
+        ],
+        "cells": [],
+    }
+    code = (
+        "from IPython.display import display\n"
+        f"display({{'application/vnd.hamilton-nb.run+json': {{'state': {state!r}}},"
+        " 'text/plain': 'hamilton run'}, raw=True)"
+    )
+    path = _notebook(lab, [("mime", "code", code)])
+    page = _open_notebook(browser, lab, path, request)
+    try:
+        _run_all(page)
+        out = page.locator(".jp-OutputArea-output.hnb-run-output")
+        out.locator('g.hnb-node[data-node="doubled"][data-status="failed"]').wait_for(
+            timeout=30_000
+        )
+        assert out.locator('g.hnb-node[data-node="raw"]').get_attribute("data-status") == "cached"
+        assert "run #7" in (out.locator(".hnb-summary").text_content() or "")
+        _shot(page, "lab-mime-renderer")
     finally:
         page.close()

@@ -173,13 +173,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => app.shell.activateById(panel.id)
     });
 
+    // A group of its own right after Lab's "Clear Cell Output" (rank 12); Lumino drops the
+    // separator when the items are hidden (cells that are not %%hamilton cells).
     const commands = [CommandIDs.runCell, CommandIDs.clearCell, CommandIDs.restore];
+    const selector = '.jp-Notebook .jp-CodeCell';
+    app.contextMenu.addItem({ type: 'separator', selector, rank: 13 });
     commands.forEach((command, i) => {
       app.contextMenu.addItem({
         command,
         args: { fromContextMenu: true },
-        selector: '.jp-Notebook .jp-Cell',
-        rank: 20 + i
+        selector,
+        rank: 13.1 + i / 10
       });
     });
     if (palette) {

@@ -141,8 +141,12 @@ class CommBridge:
                 self.session.clear_cell(_cell_id(data))
                 self._send(c, self._state_message())
             elif kind == "restore":
-                self.session.restore()
+                report = self.session.restore()
                 self._send(c, self._state_message())
+                # Nothing to restore, or cells that could not be restored: say why (shown as a
+                # notification); a full success shows in the DAG itself.
+                if getattr(report, "found", True) is False or getattr(report, "failed_cells", None):
+                    self._send(c, _error(str(report)))
             else:
                 self._send(c, _error(f"unknown message type {kind!r}"))
         except BaseException as e:  # never raise into the kernel, KeyboardInterrupt included

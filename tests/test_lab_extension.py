@@ -182,6 +182,11 @@ def test_comm_bridge_protocol(kernel: KernelDriver, tmp_path: Path) -> None:
     msgs = kernel.comm_messages(comm_id)
     assert msgs[-1]["type"] == "state", msgs
 
+    # restore: always answered with the state (plus a message when there was nothing to restore).
+    kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "restore", "protocol": 1}})
+    msgs = kernel.comm_messages(comm_id)
+    assert msgs[0]["type"] == "state", msgs
+
     # stop(): target gone, comms closed, no listener left.
     kernel.execute(
         "_hnb_test_bridge.stop()\n"

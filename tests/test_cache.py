@@ -736,3 +736,36 @@ def test_two_processes_writing_one_cache_folder_both_finish_and_a_third_reads_al
     for name, v in values.items():
         assert np.array_equal(v, np.full(400, int(name[1:])))
     s.close()
+
+
+SHARED = """
+def big() -> np.ndarray:
+    hnb_calls.log.append("big")
+    return np.arange(20000)
+
+def twin() -> np.ndarray:
+    hnb_calls.log.append("twin")
+    return np.arange(20000)  # same data: one shared value file
+"""
+
+
+@pytest.mark.xfail(
+    strict=True, raises=UserWarning,
+    reason="BUG: when a damaged value file is shared by another entry (same data version), "
+    "delete() keeps the file and put() then reuses it because the path exists (and records the "
+    "damaged file's size): the damaged file is never replaced and every run warns and recomputes",
+)
+@pytest.mark.parametrize("damage", ["truncated", "garbage_same_size"])
+def test_damaged_shared_value_file_is_repaired_by_the_recompute(ps, calls, damage):
+    ps.exec("import numpy as np")
+    ps.cell(SHARED)
+    ps.run("big", "twin")
+    DAMAGE[damage](_value_file(ps, "big"))
+    with pytest.warns(UserWarning, match="`big`"):
+        assert np.array_equal(ps.run("big")["big"], np.arange(20000))
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning: the recompute repaired the file
+        assert np.array_equal(ps.run("big")["big"], np.arange(20000))
+        assert np.array_equal(ps.run("twin")["twin"], np.arange(20000))
+    assert calls == []

@@ -112,7 +112,7 @@ class PlainSession:
 
     def exec(self, code: str) -> None:
         """An ordinary (non-hamilton) notebook cell."""
-        exec(textwrap.dedent(code), self.ns)  # noqa: S102 - test code
+        exec(textwrap.dedent(code), self.ns)
 
     def cell(self, body: str, cell_id: str = "c1") -> None:
         self.s.register_cell(textwrap.dedent(body), cell_id)

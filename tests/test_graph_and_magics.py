@@ -238,7 +238,7 @@ def test_check_output_validator_fails_the_run_on_bad_data(nb):
     """
     nb.cell(body.format(value=5), cell_id="c1")
     assert nb.value("score") == 5
-    with pytest.raises(Exception, match="(?i)valid|range"):
+    with pytest.raises(Exception, match=r"(?i)valid|range"):
         nb.cell(body.format(value=50), cell_id="c1")
 
 

@@ -1,0 +1,516 @@
+"""Checkpoints: the session's state on disk, so a restarted kernel gets its live DAG back.
+
+A **manifest** is the state of a session at one moment, as JSON:
+
+* the ``%%hamilton`` cells in order (``cell_id`` and ``body``), the Hamilton config and the
+  per-node cache settings;
+* for every node that has a value, the cache key and data version of that value (plus its code
+  version and the hash of its source, for :meth:`Checkpoints.diff`).
+
+Values themselves stay in the store (content-addressed); a manifest only points at them, so saving
+one costs one small file write. Two kinds of manifest live in the cache folder::
+
+    sessions/<hash of working folder>.json           "last state", saved after every DAG change
+    sessions/<hash of working folder>.previous.json  the last state of the kernel before this one
+    checkpoints/<name>.json                          named checkpoints (``auto-*``: automatic)
+
+Restoring a manifest re-runs the ``%%hamilton`` cell bodies (they only *define* functions; nothing
+is computed) and binds every node's value lazily: it is read from disk when a cell first uses it.
+The notebook's ordinary cells are not part of a manifest, so imports, helpers and constants that
+the ``%%hamilton`` cells take from them must be defined again (run those cells first); a cell that
+cannot be registered without them is reported by name and the others are restored anyway.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import contextlib
+import hashlib
+import inspect
+import json
+import os
+import pickle
+import re
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from .events import CacheNote, DagChanged, Event, NodeEvent, RunFinished, Status
+from .graph import CellError, prepare_cell
+from .runner import Lazy, Runner, RunOutcome
+from .session import SessionError
+
+if TYPE_CHECKING:
+    from .session import Session
+    from .store import Entry
+
+MANIFEST_FORMAT = 1
+AUTO_PREFIX = "auto-"
+KEEP_AUTO = 10  # automatic checkpoints kept (the oldest go first)
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
+
+
+class CheckpointError(SessionError):
+    """A checkpoint request that cannot be carried out; the message says what to do."""
+
+
+@dataclass
+class RestoreReport:
+    """What :meth:`Checkpoints.restore` did."""
+
+    source: str  # "last state" or "checkpoint NAME"
+    found: bool = True
+    cells: list[str] = field(default_factory=list)  # cell ids registered again
+    bound: list[str] = field(default_factory=list)  # nodes whose value is bound (lazily)
+    failed_cells: dict[str, str] = field(default_factory=dict)  # cell id -> why
+    missing_values: list[str] = field(default_factory=list)  # value gone from the cache
+    missing_names: dict[str, list[str]] = field(default_factory=dict)  # node -> undefined globals
+    saved_as: str | None = None  # automatic checkpoint of the state before restoring
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        if not self.found:
+            return (f"hamilton_nb: no {self.source} to restore in this working folder yet "
+                    f"(it is saved as you run %%hamilton cells).")
+        lines = [f"hamilton_nb: restored {self.source}: {len(self.cells)} cell(s), "
+                 f"{len(self.bound)} value(s) bound lazily, nothing recomputed "
+                 f"({self.seconds:.2f}s)."]
+        if self.saved_as:
+            lines.append(f"  The state before restoring is saved as checkpoint {self.saved_as!r}.")
+        for cid, why in self.failed_cells.items():
+            lines.append(f"  Cell {cid} was not restored: {why}")
+        if self.failed_cells:
+            lines.append("  Run the ordinary cells that define what is missing, then "
+                         "`%hamilton restore` again (or re-run those %%hamilton cells).")
+        names = sorted({n for ns in self.missing_names.values() for n in ns})
+        if names:
+            users = ", ".join(f"`{n}`" for n in sorted(self.missing_names))
+            lines.append(
+                f"  Not defined in the notebook: {', '.join(f'`{n}`' for n in names)} (read by "
+                f"{users}). Run the cells that define them; until then those nodes show as stale."
+            )
+        if self.missing_values:
+            lines.append(f"  No longer in the cache (computed on next run): "
+                         f"{', '.join(self.missing_values)}.")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+
+# --------------------------------------------------------------------------------------------
+# Manifests
+# --------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        warnings.warn(f"hamilton_nb: ignoring unreadable checkpoint file {path}: {e}",
+                      stacklevel=3)
+        return None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        warnings.warn(f"hamilton_nb: ignoring checkpoint file {path}: it has another format "
+                      f"(written by another version of hamilton_nb).", stacklevel=3)
+        return None
+    return data
+
+
+def _encode_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        text = json.dumps(dict(config), sort_keys=True)
+        if json.loads(text) == dict(config):
+            return {"config": dict(config)}
+    except (TypeError, ValueError):
+        pass
+    try:
+        return {"config_pickle": base64.b64encode(pickle.dumps(dict(config))).decode()}
+    except Exception as e:  # whatever pickling raises
+        raise CheckpointError(f"The Hamilton config cannot be saved in a checkpoint: {e}") from e
+
+
+def _decode_config(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    if "config_pickle" in manifest:
+        return pickle.loads(base64.b64decode(manifest["config_pickle"]))
+    return dict(manifest.get("config") or {})
+
+
+def _source_hashes(session: Session) -> dict[Any, str]:
+    return {code: fc.static for c in session.dag.cells.values() for code, fc in c.fcodes.items()}
+
+
+def build_manifest(session: Session, name: str | None = None) -> dict[str, Any]:
+    """The session's state as a JSON-serializable dict (see module docstring)."""
+    dag = session.dag
+    sources = _source_hashes(session)
+    events = session.node_events
+    store = None
+    by_version: dict[tuple[str, str, str], Entry] | None = None
+    nodes: dict[str, dict[str, Any]] = {}
+    for node_name in dag.order:
+        n = dag.nodes[node_name]
+        if n.user_defined:
+            continue
+        fns = n.originating_functions or ()
+        src = "|".join(sources.get(getattr(inspect.unwrap(f), "__code__", None), "")
+                       for f in fns)
+        rec: dict[str, Any] = {"cell_id": dag.node_cell.get(node_name),
+                               "source": hashlib.sha256(src.encode()).hexdigest()[:32]}
+        ev = events.get(node_name)
+        if (ev is not None and ev.status in (Status.COMPUTED, Status.CACHED)
+                and ev.data_version and ev.code_version and ev.cache == CacheNote.STORED):
+            if store is None:
+                store = session.store
+            entry = store.latest(node_name)
+            if entry is None or (entry.code_version, entry.data_version) != (
+                    ev.code_version, ev.data_version):
+                if by_version is None:  # rare: another entry of the node is newer
+                    by_version = {(e.node, e.code_version, e.data_version): e
+                                  for e in sorted(store.entries(), key=lambda e: e.created)}
+                entry = by_version.get((node_name, ev.code_version, ev.data_version))
+            if entry is not None:
+                rec.update(key=entry.key, code_version=entry.code_version,
+                           data_version=entry.data_version, at=ev.at)
+        nodes[node_name] = rec
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "name": name,
+        "created": time.time(),
+        "session_id": session.session_id,
+        "working_dir": os.getcwd(),
+        "cells": [{"cell_id": c.cell_id, "body": c.body} for c in dag.cells.values()],
+        "settings": {"behavior": dict(session.settings.behavior),
+                     "format": dict(session.settings.format)},
+        "nodes": nodes,
+    }
+    manifest.update(_encode_config(dag.config))
+    return manifest
+
+
+def diff_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> pd.DataFrame:
+    """Nodes that differ between two manifests: in code, in value, or present in one only."""
+    na, nb = a.get("nodes", {}), b.get("nodes", {})
+    rows = []
+    for node in list(dict.fromkeys([*na, *nb])):
+        ra, rb = na.get(node), nb.get(node)
+        if ra is None or rb is None:
+            rows.append({"node": node, "change": "only in A" if rb is None else "only in B",
+                         "a": _short(ra), "b": _short(rb)})
+            continue
+        code = ra.get("source") != rb.get("source") or (
+            ra.get("code_version") and rb.get("code_version")
+            and ra["code_version"] != rb["code_version"])
+        value = ra.get("data_version") != rb.get("data_version")
+        if code or value:
+            change = "code and value" if code and value else "code" if code else "value"
+            rows.append({"node": node, "change": change, "a": _short(ra), "b": _short(rb)})
+    return pd.DataFrame(rows, columns=["node", "change", "a", "b"])
+
+
+def _short(rec: Mapping[str, Any] | None) -> str:
+    if rec is None:
+        return "-"
+    dv = rec.get("data_version")
+    return f"value {dv[:12]}" if dv else "no value"
+
+
+# --------------------------------------------------------------------------------------------
+# The session's checkpoint manager
+# --------------------------------------------------------------------------------------------
+
+
+class Checkpoints:
+    """Saves the session's "last state" as it changes, and manages named checkpoints.
+
+    Created by the session, which exposes it as ``session.checkpoints``.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._suspended = False
+        self._written: dict[Path, str] = {}  # what we last wrote where: skip identical writes
+        self._warned = False
+        self.unsubscribe = session.subscribe(self._on_event)
+
+    # -- paths ----------------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        return self.session.cache_dir
+
+    @property
+    def folder(self) -> Path:
+        return self.root / "checkpoints"
+
+    def _state_path(self, suffix: str = "") -> Path:
+        where = hashlib.sha256(os.getcwd().encode()).hexdigest()[:16]
+        return self.root / "sessions" / f"{where}{suffix}.json"
+
+    def _path(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise CheckpointError(
+                f"Invalid checkpoint name {name!r}: use letters, digits, '_', '-' and '.', "
+                f"e.g. `before-refactor`."
+            )
+        return self.folder / f"{name}.json"
+
+    # -- automatic "last state" -------------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, DagChanged | RunFinished) and not self._suspended:
+            self.save_state()
+
+    def save_state(self) -> None:
+        """Write the last state of this working folder (atomically; skipped if unchanged)."""
+        s = self.session
+        if not s.settings.enabled or not s.dag.cells:
+            # No disk cache, or an empty DAG (after reset): keep the last non-empty state.
+            return
+        try:
+            manifest = build_manifest(s)
+            manifest.pop("created")
+            text = json.dumps(manifest, sort_keys=True)
+            path = self._state_path()
+            if self._written.get(path) == text:
+                return
+            if path not in self._written:
+                # First write of this kernel: keep the previous kernel's state for restore().
+                old = _read(path)
+                if old is not None and old.get("session_id") != s.session_id:
+                    os.replace(path, self._state_path(".previous"))
+            _atomic_write(path, text)
+            self._written[path] = text
+        except (OSError, CheckpointError) as e:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"hamilton_nb: could not save the session state for restore: {e}",
+                              stacklevel=2)
+
+    def last_state(self) -> dict[str, Any] | None:
+        """The state this working folder had before this kernel changed it (see restore())."""
+        last = _read(self._state_path())
+        if last is not None and last.get("session_id") != self.session.session_id:
+            return last
+        previous = _read(self._state_path(".previous"))
+        return previous if previous is not None else last
+
+    # -- named checkpoints -----------------------------------------------------------------------
+
+    def save(self, name: str, overwrite: bool = False) -> Path:
+        """Save the current DAG code and the keys of its values as checkpoint ``name``."""
+        path = self._path(name)
+        if path.exists() and not overwrite:
+            raise CheckpointError(
+                f"Checkpoint {name!r} exists. Choose another name, delete it first "
+                f"(`%hamilton checkpoint delete {name}`) or pass --force."
+            )
+        if not self.session.dag.cells:
+            raise CheckpointError("The live DAG is empty: nothing to save in a checkpoint.")
+        _atomic_write(path, json.dumps(build_manifest(self.session, name), sort_keys=True))
+        return path
+
+    def _load(self, name: str) -> dict[str, Any]:
+        manifest = _read(self._path(name))
+        if manifest is None:
+            known = ", ".join(self.names()) or "none yet"
+            raise CheckpointError(f"No checkpoint {name!r}. Checkpoints: {known}. "
+                                  f"Save one with `%hamilton checkpoint save NAME`.")
+        return manifest
+
+    def names(self) -> list[str]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.stem for p in self.folder.glob("*.json") if not p.name.startswith("."))
+
+    def _all(self) -> list[dict[str, Any]]:
+        out = []
+        for name in self.names():
+            m = _read(self.folder / f"{name}.json")
+            if m is not None:
+                m["name"] = name
+                out.append(m)
+        return sorted(out, key=lambda m: m.get("created", 0.0))
+
+    def list(self) -> pd.DataFrame:
+        """One row per checkpoint: name, created, cells, nodes, values, automatic."""
+        rows = [
+            {"name": m["name"], "created": pd.Timestamp(m.get("created", 0.0), unit="s"),
+             "cells": len(m.get("cells", [])), "nodes": len(m.get("nodes", {})),
+             "values": sum(1 for r in m.get("nodes", {}).values() if r.get("key")),
+             "automatic": m["name"].startswith(AUTO_PREFIX)}
+            for m in self._all()
+        ]
+        return pd.DataFrame(rows, columns=["name", "created", "cells", "nodes", "values",
+                                           "automatic"])
+
+    def diff(self, a: str, b: str | None = None) -> pd.DataFrame:
+        """Nodes whose code or value differ between checkpoints ``a`` and ``b`` (or the
+        current state when ``b`` is None). Columns: node, change, a, b."""
+        ma = self._load(a)
+        mb = self._load(b) if b is not None else build_manifest(self.session)
+        return diff_manifests(ma, mb)
+
+    def delete(self, name: str) -> None:
+        """Delete a checkpoint (its values become evictable again)."""
+        path = self._path(name)
+        if not path.exists():
+            self._load(name)  # raises with the list of names
+        path.unlink()
+
+    def protected_versions(self) -> frozenset[str]:
+        """Data versions of the values that some checkpoint refers to."""
+        return frozenset(
+            r["data_version"] for m in self._all() for r in m.get("nodes", {}).values()
+            if r.get("data_version")
+        )
+
+    def _auto_save(self) -> str | None:
+        """Save the current state as ``auto-<time>`` before it is replaced; prune old ones."""
+        if not self.session.dag.cells:
+            return None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        name = f"{AUTO_PREFIX}{stamp}"
+        i = 1
+        while self._path(name).exists():
+            i += 1
+            name = f"{AUTO_PREFIX}{stamp}-{i}"
+        self.save(name)
+        autos = [n for n in (m["name"] for m in self._all()) if n.startswith(AUTO_PREFIX)]
+        for old in autos[:-KEEP_AUTO]:
+            with contextlib.suppress(FileNotFoundError):
+                self._path(old).unlink()
+        return name
+
+    # -- restore ---------------------------------------------------------------------------------
+
+    def restore(self, name: str | None = None) -> RestoreReport:
+        """Bring back the live DAG (code) and bind its values lazily, recomputing nothing.
+
+        ``name=None`` restores the last state this working folder had before this kernel
+        started changing it (after a restart: the DAG as it was before). A named checkpoint
+        replaces the current DAG; the current state is first saved as an ``auto-*`` checkpoint.
+        """
+        t0 = time.perf_counter()
+        if name is None:
+            manifest = self.last_state()
+            if manifest is None:
+                return RestoreReport("last state", found=False)
+            report = RestoreReport("last state")
+        else:
+            manifest = self._load(name)
+            report = RestoreReport(f"checkpoint {name!r}")
+        report.saved_as = self._auto_save()
+        self._suspended = True
+        try:
+            self._apply(manifest, report)
+        finally:
+            self._suspended = False
+        self.save_state()
+        self.session._emit(DagChanged(None))  # front-ends refresh once, not once per cell
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _apply(self, manifest: Mapping[str, Any], report: RestoreReport) -> None:
+        s = self.session
+        s.reset()
+        settings = manifest.get("settings", {})
+        s.settings.behavior = dict(settings.get("behavior", {}))
+        s.settings.format = dict(settings.get("format", {}))
+        s.set_config(_decode_config(manifest))
+        _register_all(s, manifest.get("cells", []), report)
+
+        store = s.store
+        refresh = getattr(store, "refresh", None)
+        if refresh is not None:
+            refresh()
+        runner = Runner(s.dag, store, lambda e: None, s.settings, s._static, s._config_keys)
+        lazies: dict[str, Lazy] = {}
+        label = f"restored from {report.source}"
+        for node_name, rec in manifest.get("nodes", {}).items():
+            n = s.dag.nodes.get(node_name)
+            if n is None or n.user_defined or not rec.get("key"):
+                continue
+            entry = store.lookup(rec["key"])
+            if entry is None:
+                report.missing_values.append(node_name)
+                continue
+            lazies[node_name] = runner._lazy(node_name, entry)
+            s.node_events[node_name] = NodeEvent(
+                0, node_name, Status.CACHED, label, s.dag.node_cell.get(node_name), 0.0,
+                entry.compute_time, entry.size, CacheNote.STORED,
+                code_version=entry.code_version, data_version=entry.data_version,
+                at=rec.get("at", entry.created),
+            )
+        s.bind(RunOutcome(0, list(lazies), dict(lazies), [], {}))
+        report.bound = list(lazies)
+        report.missing_names = _undefined_globals(s)
+
+
+def _register_all(s: Session, cells: list[dict[str, str]], report: RestoreReport) -> None:
+    """Register the cells in order with one graph build (one build per cell is quadratic:
+    seconds for a few hundred cells). If the whole DAG does not build, fall back to one cell at
+    a time, so the report names the cell that does not fit and the others are restored."""
+    prepared = []
+    for cell in cells:
+        try:
+            c = prepare_cell(cell["cell_id"], cell["body"], s.namespace, s.dag.config)
+        except CellError as e:
+            report.failed_cells[cell["cell_id"]] = str(e)
+            continue
+        s.namespace.update(c.published)  # a later cell may use them while being defined
+        prepared.append(c)
+    try:
+        s.dag.add_cells(prepared)
+    except CellError:
+        for c in prepared:
+            try:
+                s.register_cell(c.body, c.cell_id)
+            except CellError as e:
+                report.failed_cells[c.cell_id] = str(e)
+            else:
+                report.cells.append(c.cell_id)
+        return
+    report.cells.extend(c.cell_id for c in prepared)
+
+
+def _undefined_globals(session: Session) -> dict[str, list[str]]:
+    """Node -> global names its function reads that the notebook does not define."""
+    out: dict[str, list[str]] = {}
+    names_builtin = vars(builtins)
+    for cell in session.dag.cells.values():
+        for fname, fn in cell.functions.items():
+            fc = session.dag.fcode(fn)
+            if fc is None:
+                continue
+            g = getattr(inspect.unwrap(fn), "__globals__", session.namespace)
+            missing = [x for x in fc.global_names
+                       if x not in g and x not in names_builtin and x not in cell.published]
+            if missing:
+                out[fname] = missing
+    return out
+
+
+__all__ = ["CheckpointError", "Checkpoints", "RestoreReport", "build_manifest", "diff_manifests"]

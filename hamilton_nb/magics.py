@@ -7,8 +7,10 @@ raises is re-raised as itself, so the traceback points into the user's cell.
 from __future__ import annotations
 
 import ast
+import contextlib
 import re
 import shlex
+import sys
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -42,7 +44,16 @@ HELP = """\
 %hamilton cache behavior NODE default|recompute|disable|ignore
 %hamilton cache format NODE joblib|parquet
 %hamilton cache dir [PATH]                       show or set the cache folder
+%hamilton panel           the interactive cache panel (status per node, recompute/clear/preview)
 %hamilton reset           forget the live DAG (the on-disk cache stays)
+%hamilton restore [NAME]  after a restart: bring back the live DAG and its values (loaded on
+                          first use) as last saved in this working folder, or checkpoint NAME
+%hamilton checkpoint save NAME [--force]   save the DAG code and the keys of its values
+%hamilton checkpoint list                  list checkpoints (auto-*: saved before a restore)
+%hamilton checkpoint diff A [B]            nodes whose code or value differ (B: current state)
+%hamilton checkpoint restore NAME          restore it (the current state is saved first)
+%hamilton checkpoint delete NAME           delete it (its values become evictable)
+%hamilton export FILE.py  write the live DAG as a module a plain Hamilton driver runs
 %hamilton help            this text
 """
 
@@ -123,15 +134,24 @@ class HamiltonMagics(Magics):
             raise UsageError(f"Cannot parse {text!r}: {e}") from None
         return [w[1:-1] if len(w) > 1 and w[0] == w[-1] and w[0] in "'\"" else w for w in words]
 
+    def _panel(self) -> Any:
+        """The session's widget panel when the front-end can render widgets, else None."""
+        from . import widget
+
+        return widget.panel_for(self.session) if widget.available(self.shell) else None
+
     def _run_and_bind(self, outputs: list[str], inputs: dict[str, Any],
                       overrides: dict[str, Any], bind: bool, quiet: bool) -> None:
+        # With widgets the panel shows itself when the run starts, so the run is watched live.
+        panel = None if quiet else self._panel()
         try:
-            outcome = self.session.execute(outputs, inputs, overrides)
+            with panel.live() if panel is not None else contextlib.nullcontext():
+                outcome = self.session.execute(outputs, inputs, overrides)
         except SessionError as e:
             raise UsageError(str(e)) from None
         if bind:
             self.session.bind(outcome)
-        if not quiet:
+        if not quiet and panel is None:
             display(RunReport(outcome.events))
         if outcome.interrupted:
             raise KeyboardInterrupt
@@ -201,12 +221,52 @@ class HamiltonMagics(Magics):
             raise UsageError("Usage: %hamilton why NODE")
         print(self.session.why(rest[0]))
 
+    def _cmd_panel(self, rest: list[str]) -> None:
+        from . import widget
+
+        widget.panel_for(self.session).show()
+
     def _cmd_reset(self, rest: list[str]) -> None:
         self.session.reset()
         print("hamilton_nb: live DAG cleared (the on-disk cache is kept).")
 
     def _cmd_config(self, rest: list[str]) -> None:
         self.session.set_config(self._eval_dict(" ".join(rest), "config"))
+
+    def _cmd_restore(self, rest: list[str]) -> None:
+        if len(rest) > 1:
+            raise UsageError("Usage: %hamilton restore [CHECKPOINT]")
+        print(self.session.restore(rest[0] if rest else None))
+
+    def _cmd_checkpoint(self, rest: list[str]) -> Any:
+        sub, args = (rest[0], rest[1:]) if rest else ("list", [])
+        s = self.session
+        force = "--force" in args or "-f" in args
+        args = [a for a in args if a not in ("--force", "-f")]
+        if sub == "list" and not args:
+            return s.checkpoint_list()
+        if sub == "save" and len(args) == 1:
+            s.checkpoint_save(args[0], overwrite=force)
+            print(f"hamilton_nb: saved checkpoint {args[0]!r}.")
+            return None
+        if sub == "diff" and len(args) in (1, 2):
+            return s.checkpoint_diff(*args)
+        if sub == "restore" and len(args) == 1:
+            print(s.checkpoint_restore(args[0]))
+            return None
+        if sub == "delete" and len(args) == 1:
+            s.checkpoint_delete(args[0])
+            print(f"hamilton_nb: deleted checkpoint {args[0]!r}.")
+            return None
+        raise UsageError(
+            f"Unknown or incomplete `%hamilton checkpoint {' '.join(rest)}`. Use "
+            f"`checkpoint save NAME`, `list`, `diff A [B]`, `restore NAME` or `delete NAME`."
+        )
+
+    def _cmd_export(self, rest: list[str]) -> None:
+        if len(rest) != 1:
+            raise UsageError("Usage: %hamilton export FILE.py")
+        print(self.session.export(rest[0]))
 
     def _cmd_cache(self, rest: list[str]) -> Any:
         sub, args = (rest[0], rest[1:]) if rest else ("list", [])
@@ -313,6 +373,9 @@ def unload(shell: Any) -> None:
         shell.ast_transformers.remove(loader)
     for kind in ("line", "cell"):
         shell.magics_manager.magics[kind].pop("hamilton", None)
+    widget = sys.modules.get(f"{__package__}.widget")  # only if a panel may exist
+    if widget is not None:
+        widget.forget(magics.session)  # its subscription to the session goes too
     magics.session.close()
 
 

@@ -72,6 +72,10 @@ class Session:
         self._pending: dict[str, Lazy] = {}  # bound names whose value is not loaded yet
         self._bound: dict[str, int] = {}  # name -> id() of the object we bound
         self._anon = 0
+        from .checkpoint import Checkpoints  # imports this module: import it late
+
+        # Saves the "last state" after each DAG change and run (checkpoint.py).
+        self.checkpoints = Checkpoints(self)
 
     # -- store ---------------------------------------------------------------------------------
 
@@ -344,8 +348,8 @@ class Session:
         for name in self.dag.order:
             n = self.dag.nodes[name]
             ev = self.node_events.get(name)
-            if n.user_defined or ev is None:
-                continue
+            if n.user_defined or ev is None or ev.status in (Status.FAILED, Status.SKIPPED):
+                continue  # failed/skipped say more than "stale", and have no value to be stale
             if any(d.name in stale for d in n.dependencies):
                 stale.add(name)
                 continue
@@ -421,7 +425,7 @@ class Session:
 
     def protected_versions(self) -> frozenset[str]:
         """Data versions that eviction must keep (values named checkpoints refer to)."""
-        return frozenset()
+        return self.checkpoints.protected_versions()
 
     def set_behavior(self, node: str, behavior: str) -> None:
         """Cache behavior of a node or input: default, recompute, disable or ignore."""
@@ -434,6 +438,45 @@ class Session:
         if fmt not in FORMATS:
             raise SessionError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
         self.settings.format[node] = fmt
+
+    # -- checkpoints and export (the logic is in checkpoint.py and export.py) ------------------
+
+    def restore(self, name: str | None = None) -> Any:
+        """Bring back the live DAG and bind its values lazily, recomputing nothing.
+
+        Without ``name``: the state this working folder had before this kernel started (after a
+        restart, the DAG as it was). With ``name``: that named checkpoint. The current state is
+        saved as an ``auto-*`` checkpoint first. Returns a ``RestoreReport``. The ``%%hamilton``
+        cell bodies are run again (to define their functions); imports, helpers and constants
+        they take from ordinary cells must be defined first (the report names missing ones).
+        """
+        return self.checkpoints.restore(name)
+
+    def checkpoint_save(self, name: str, overwrite: bool = False) -> Path:
+        """Save the DAG code and the keys of its values as checkpoint ``name``."""
+        return self.checkpoints.save(name, overwrite)
+
+    def checkpoint_list(self) -> pd.DataFrame:
+        """Checkpoints: name, created, cells, nodes, values, automatic."""
+        return self.checkpoints.list()
+
+    def checkpoint_diff(self, a: str, b: str | None = None) -> pd.DataFrame:
+        """Nodes whose code or value differ between checkpoints (``b=None``: the current state)."""
+        return self.checkpoints.diff(a, b)
+
+    def checkpoint_restore(self, name: str) -> Any:
+        """Restore checkpoint ``name`` (see :meth:`restore`)."""
+        return self.checkpoints.restore(name)
+
+    def checkpoint_delete(self, name: str) -> None:
+        """Delete checkpoint ``name``; its values become evictable again."""
+        self.checkpoints.delete(name)
+
+    def export(self, path: str | os.PathLike[str]) -> Any:
+        """Write the live DAG as a module a plain Hamilton driver runs (see export.py)."""
+        from .export import export_module
+
+        return export_module(self, path)
 
     # -- front-end state -----------------------------------------------------------------------
 

@@ -371,7 +371,7 @@ class Runner:
                     f"hamilton_nb: {e}. The entry was dropped and `{name}` is recomputed.",
                     stacklevel=2,
                 )
-                store.delete([entry.key])
+                store.discard(entry)
                 raise _RetryRun(name) from e
 
         return Lazy(name, entry.data_version, load)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import joblib
+import xxhash
 
 STORE_FORMAT = 1
 INLINE_LIMIT = 2048  # pickles smaller than this live in the journal line itself: no file
@@ -66,6 +67,7 @@ class Entry:
     last_used: float
     parts: dict[str, Any] = field(default_factory=dict)  # what the key was made of (for `why`)
     inline: str | None = None  # base64 pickle for fmt == "inline"
+    checksum: str | None = None  # xxh3-64 of the value file: a damaged file is a miss
 
 
 class Store(Protocol):
@@ -95,6 +97,11 @@ class Store(Protocol):
 
     def delete(self, keys: Iterable[str]) -> int: ...
 
+    def discard(self, entry: Entry) -> None:
+        """Drop an entry whose value is damaged, *and* the value itself even if other entries
+        share it (they would load the same damage; they become misses)."""
+        ...
+
     def evict(
         self,
         max_bytes: int | None = None,
@@ -103,6 +110,14 @@ class Store(Protocol):
     ) -> int: ...
 
     def flush(self) -> None: ...
+
+
+def _file_checksum(path: Path) -> str:
+    h = xxhash.xxh3_64()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _pickle_inline(value: Any) -> bytes | None:
@@ -119,12 +134,15 @@ class _Index:
     def __init__(self) -> None:
         self.by_key: dict[str, Entry] = {}
         self.by_node: dict[str, Entry] = {}
+        self.checksums: dict[str, str] = {}  # value file name -> checksum an entry recorded
 
     def apply(self, rec: dict[str, Any]) -> None:
         op = rec.get("op")
         if op == "put":
             e = Entry(**rec["entry"])
             self.by_key[e.key] = e
+            if e.checksum is not None:
+                self.checksums[f"{e.data_version}.{e.fmt}"] = e.checksum
             cur = self.by_node.get(e.node)
             if cur is None or cur.created <= e.created:
                 self.by_node[e.node] = e
@@ -148,16 +166,17 @@ class _Index:
         if older_than is not None:
             cutoff = time.time() - older_than
             victims += [e.key for e in live if e.last_used < cutoff]
+        victims = [k for k in victims if self.by_key[k].data_version not in protected]
         if max_bytes is not None:
             gone = set(victims)
             total = sum(e.size for e in live if e.key not in gone)
             for e in live:
                 if total <= max_bytes:
                     break
-                if e.key not in gone:
+                if e.key not in gone and e.data_version not in protected:
                     victims.append(e.key)
                     total -= e.size
-        return [k for k in victims if self.by_key[k].data_version not in protected]
+        return victims
 
 
 class MemoryStore:
@@ -211,6 +230,10 @@ class MemoryStore:
 
     def evict(self, max_bytes=None, older_than=None, protected=frozenset()) -> int:
         return self.delete(self._index.evict_candidates(max_bytes, older_than, protected))
+
+    def discard(self, entry: Entry) -> None:
+        self._values.pop(entry.data_version, None)
+        self.delete([entry.key])
 
     def flush(self) -> None:
         pass
@@ -268,10 +291,13 @@ class DiskStore:
         line = (json.dumps(rec, separators=(",", ":")) + "\n").encode()
         with self._lock:
             if self._journal_fd is None:
-                path = self._index_dir / self._journal_name
-                self._journal_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                # Held for the life of the process: tells compaction this journal is live.
+                # Created and locked outside index/, then renamed in: compaction can never see
+                # it unlocked and take it for a dead process's journal. The lock is held for
+                # the life of the process.
+                tmp = self._tmp / self._journal_name
+                self._journal_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
                 fcntl.flock(self._journal_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.rename(tmp, self._index_dir / self._journal_name)
                 self._offsets[self._journal_name] = 0
             os.write(self._journal_fd, line)  # one write: all of the line or (if killed) a tail
             self._offsets[self._journal_name] += len(line)
@@ -335,21 +361,26 @@ class DiskStore:
         compute_time: float,
         parts: dict[str, Any],
     ) -> Entry:
-        inline = None
+        inline = checksum = None
         if fmt == "joblib" and (small := _pickle_inline(value)) is not None:
             fmt, inline, size = "inline", base64.b64encode(small).decode(), len(small)
         else:
-            size = self._write_value(value, data_version, fmt)
+            size, checksum = self._write_value(value, data_version, fmt)
         now = time.time()
         entry = Entry(key, node, code_version, data_version, fmt, size, compute_time, now, now,
-                      parts, inline)
+                      parts, inline, checksum)
         self._append({"op": "put", "at": now, "entry": asdict(entry)})
         return entry
 
-    def _write_value(self, value: Any, data_version: str, fmt: str) -> int:
+    def _write_value(self, value: Any, data_version: str, fmt: str) -> tuple[int, str]:
         path = self.value_path(data_version, fmt)
-        if path.exists():  # content-addressed: the same data is already there (undo, cutoff)
-            return path.stat().st_size
+        known = self._index.checksums.get(path.name)
+        if known is not None and path.exists():
+            # Content-addressed: the same data is already there (undo, early cutoff) — as long
+            # as the file is still the one an entry vouched for.
+            with contextlib.suppress(OSError):
+                if _file_checksum(path) == known:
+                    return path.stat().st_size, known
         path.parent.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self._tmp, suffix="." + fmt)
         os.close(fd)
@@ -364,6 +395,7 @@ class DiskStore:
                 value.to_parquet(tmp)
             else:
                 joblib.dump(value, tmp)
+            checksum = _file_checksum(Path(tmp))  # read back from the page cache: cheap
             os.replace(tmp, path)
         except StoreError:
             os.unlink(tmp)
@@ -374,7 +406,7 @@ class DiskStore:
         except BaseException:
             os.unlink(tmp)
             raise
-        return path.stat().st_size
+        return path.stat().st_size, checksum
 
     def load(self, entry: Entry) -> Any:
         if entry.fmt == "inline":
@@ -387,6 +419,8 @@ class DiskStore:
         try:
             if path.stat().st_size != entry.size:
                 raise CorruptEntry(f"value file of `{entry.node}` has the wrong size: {path}")
+            if entry.checksum is not None and _file_checksum(path) != entry.checksum:
+                raise CorruptEntry(f"value file of `{entry.node}` is damaged: {path}")
             if entry.fmt == "parquet":
                 import pandas as pd
 
@@ -424,6 +458,12 @@ class DiskStore:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.value_path(dv, fmt))
         return len(keys)
+
+    def discard(self, entry: Entry) -> None:
+        if entry.fmt != "inline":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.value_path(entry.data_version, entry.fmt))
+        self.delete([entry.key])
 
     def evict(
         self,

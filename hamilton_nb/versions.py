@@ -14,6 +14,7 @@ names and dtypes and goes through per-row pandas hashing, which is both unsafe a
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import marshal
 import os
@@ -80,7 +81,12 @@ def hash_strings(*parts: str) -> str:
 def fingerprint(value: Any) -> str:
     """Return the data version of ``value``; raise :class:`Unhashable` when there is none."""
     h = _hasher()
-    _feed(h, value)
+    try:
+        _feed(h, value)
+    except Unhashable:
+        raise
+    except Exception as e:  # e.g. DataFrame.attrs that cannot be deep-copied by pandas
+        raise Unhashable(f"a {type(value).__qualname__} value cannot be fingerprinted ({e})") from e
     return h.hexdigest()
 
 
@@ -156,6 +162,17 @@ def _feed(h: xxhash.xxh3_128, obj: Any) -> None:
         for fp in sorted(fingerprint(item) for item in obj):
             _tag(h, fp)
         return
+    if not _is_library_class(t):
+        # An instance of the user's own class: its class's code (pickle would only name it, so a
+        # redefined method would collide) and its attributes.
+        _tag(h, f"instance:{t.__qualname__}")
+        _tag(h, _value_version(t, {}, set()))
+        state = getattr(obj, "__dict__", None)
+        slots = [n for c in t.__mro__ for n in getattr(c, "__slots__", ()) if hasattr(obj, n)]
+        if isinstance(state, dict) or slots:
+            _feed(h, dict(state or {}))
+            _feed(h, {n: getattr(obj, n) for n in slots})
+            return
     _tag(h, f"joblib:{t.__module__}.{t.__qualname__}")
     try:
         _tag(h, joblib.hash(obj))
@@ -165,9 +182,15 @@ def _feed(h: xxhash.xxh3_128, obj: Any) -> None:
 
 def _feed_ndarray(h: xxhash.xxh3_128, arr: np.ndarray) -> None:
     _tag(h, f"ndarray:{arr.dtype.descr!r}:{arr.shape!r}")
+    if isinstance(arr, np.ma.MaskedArray):
+        _tag(h, "masked")
+        _feed_ndarray(h, np.ma.getmaskarray(arr))
+        arr = arr.data
     if arr.dtype.hasobject:
         _feed_object_array(h, arr.ravel())
         return
+    if arr.dtype.kind in "Mm":  # datetime64/timedelta64 refuse the buffer protocol
+        arr = arr.view(np.int64)  # the unit is in the dtype tag above
     # ascontiguousarray is a no-op (no copy) for the usual C-contiguous case.
     h.update(np.ascontiguousarray(arr).data)
 
@@ -452,7 +475,7 @@ def _value_version(
 ) -> str:
     """Version of something a function reads from its globals."""
     if isinstance(value, types.ModuleType):
-        return f"module:{value.__name__}"
+        return _module_version(value)
     key = id(value)
     if key in memo:
         return memo[key]
@@ -467,9 +490,43 @@ def _value_version(
     return result
 
 
+def _is_library_class(cls: type) -> bool:
+    if cls.__module__ == "builtins":
+        return True
+    for member in vars(cls).values():  # where its methods were compiled says it best
+        if isinstance(member, types.FunctionType):
+            return _is_library_code(member.__code__)
+    if cls.__module__ == "__main__":  # IPython's __main__ file is ipykernel's, in site-packages
+        return False
+    mod_file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    return bool(mod_file) and os.path.realpath(mod_file).startswith(_LIB_PREFIXES)
+
+
+def _module_version(mod: types.ModuleType) -> str:
+    """Library and built-in modules by name; the user's own modules by their file's content, so
+    editing ``mod.py`` (and reloading it, as %autoreload does) invalidates ``mod.f(...)``."""
+    mod_file = getattr(mod, "__file__", None)
+    if not mod_file or os.path.realpath(mod_file).startswith(_LIB_PREFIXES):
+        return f"module:{mod.__name__}"
+    try:
+        with open(mod_file, "rb") as fh:
+            return f"module:{mod.__name__}:{xxhash.xxh3_128_hexdigest(fh.read())}"
+    except OSError:
+        return f"module:{mod.__name__}:<unreadable>"
+
+
 def _value_version_uncached(
     value: Any, memo: dict[int, str], active: set[int], versioner: CodeVersioner | None
 ) -> str:
+    if isinstance(value, functools.partial):
+        return "partial:" + hash_strings(
+            _value_version(value.func, memo, active, versioner),
+            _value_version(value.args, memo, active, versioner),
+            _value_version(value.keywords, memo, active, versioner),
+        )
+    if isinstance(value, types.FunctionType) and _is_library_code(value.__code__):
+        # before unwrapping: IPython's wrapped `open` unwraps to a builtin
+        return f"lib:{value.__module__}.{value.__qualname__}"
     fn = inspect.unwrap(value) if callable(value) else value
     if isinstance(fn, types.FunctionType):
         if _is_library_code(fn.__code__):
@@ -484,21 +541,32 @@ def _value_version_uncached(
             )
         return "fn:" + hash_strings(*parts)
     if isinstance(value, type):
-        mod = sys.modules.get(value.__module__)
-        mod_file = getattr(mod, "__file__", None)
-        if mod_file and os.path.realpath(mod_file).startswith(_LIB_PREFIXES):
+        if _is_library_class(value):
             return f"lib:{value.__module__}.{value.__qualname__}"
-        try:
-            return "class:" + hash_strings(inspect.getsource(value))
-        except (OSError, TypeError):
-            # Classes defined in a notebook cell: hash their methods' code instead.
-            parts = [value.__qualname__]
-            for attr, member in sorted(vars(value).items()):
-                parts.append(attr)
-                if isinstance(member, types.FunctionType):
-                    parts.append(_value_version(member, memo, active, versioner))
-            return "class:" + hash_strings(*parts)
-    if isinstance(value, types.BuiltinFunctionType | types.MethodType):
+        # Not inspect.getsource: for notebook classes it reads the wrong file (or none).
+        # The methods' code (each versioned like a helper), class attributes and bases.
+        parts = [value.__qualname__]
+        for base in value.__bases__:
+            parts.append(_value_version(base, memo, active, versioner))
+        for attr, member in sorted(vars(value).items()):
+            if attr in ("__dict__", "__weakref__", "__module__", "__doc__", "__qualname__"):
+                continue
+            parts.append(attr)
+            if isinstance(member, staticmethod | classmethod):
+                member = member.__func__
+            if isinstance(member, property):
+                accessors = [member.fget, member.fset, member.fdel]
+            else:
+                accessors = [member]
+            for m in accessors:
+                if isinstance(m, types.FunctionType):
+                    parts.append(_value_version(m, memo, active, versioner))
+                else:
+                    parts.append(_safe_fp(m))
+        return "class:" + hash_strings(*parts)
+    if isinstance(fn, types.BuiltinFunctionType) or isinstance(
+        value, types.BuiltinFunctionType | types.MethodType
+    ):
         return f"lib:{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', '')}"
     return "value:" + fingerprint(value)  # may raise Unhashable
 

@@ -173,11 +173,6 @@ def test_evict_keeps_protected_data_versions(store):
     assert np.array_equal(store.load(store.lookup("k1")), np.full(50_000, 1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: evict_candidates counts a protected entry's size as freed before filtering "
-    "protected keys out, so evict(max_bytes) stops early and leaves the cache above max_bytes",
-)
 def test_evict_max_bytes_skips_protected_entries_and_still_meets_the_limit(store):
     e1, _e2, e3 = _three_by_age(store)  # k1 is the least recently used and protected
     store.evict(max_bytes=e1.size + e3.size, protected=frozenset({e1.data_version}))

@@ -201,12 +201,6 @@ def test_notebook_class_method_change_recomputes(ps, calls):
     assert _rerun(ps, "y", calls) == ("computed", 1, 7)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an *instance* of a notebook class read as a global is fingerprinted by pickle "
-    "(class by name + __dict__), so redefining the class's method and re-creating the instance "
-    "leaves the key unchanged and a stale value is returned",
-)
 def test_instance_of_redefined_notebook_class_recomputes(nb, calls):
     # In a real shell: classes live in __main__, so pickle (joblib.hash) can name them.
     cls = ("class Scaler:\n    def __init__(self, k):\n        self.k = k\n"
@@ -221,11 +215,6 @@ def test_instance_of_redefined_notebook_class_recomputes(nb, calls):
     assert nb.value("y") == 7
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a functools.partial helper is fingerprinted by pickle, which names the wrapped "
-    "notebook function instead of hashing its code: redefining the function is not seen",
-)
 def test_partial_of_redefined_helper_recomputes(nb, calls):
     nb.run("import functools\ndef f(x, k):\n    return x * k\nhelper = functools.partial(f, k=2)\n")
     nb.cell("def y() -> int:\n    hnb_calls.log.append('y')\n    return helper(3)\n",
@@ -265,11 +254,6 @@ def test_function_imported_from_a_user_module_change_recomputes(ps, calls, tmp_p
     sys.modules.pop("hnb_usermod_a", None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a user module read as `mod.f(...)` versions as just `module:<name>`; editing "
-    "the module's file and reloading it (%autoreload) keeps the key, so a stale value is served",
-)
 def test_user_module_attribute_change_recomputes(ps, calls, tmp_path, monkeypatch):
     mod = tmp_path / "hnb_usermod_b.py"
     mod.write_text("def f(x):\n    return x * 2\n")
@@ -345,26 +329,13 @@ def test_fingerprint_differs_when_content_or_schema_differs(kind):
     assert fingerprint(left) != fingerprint(right)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: numpy masked arrays are hashed as plain ndarrays (data only): two arrays that "
-    "differ only in their mask get the same data version",
-)
 def test_fingerprint_of_masked_array_covers_the_mask():
     a = np.ma.array([1, 2, 3], mask=[False, True, False])
     b = np.ma.array([1, 2, 3], mask=[False, False, False])
     assert fingerprint(a) != fingerprint(b)
 
 
-DATETIME_BUG = pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="BUG: datetime64/timedelta64 data (numpy arrays, pandas datetime/timedelta/tz "
-    "columns) crash fingerprint() with `ValueError: cannot include dtype 'M' in a buffer` "
-    "(memoryview of a datetime64 array); _feed_ndarray should hash arr.view('i8')",
-)
 
-
-@DATETIME_BUG
 @pytest.mark.parametrize("make", [
     lambda: np.array(["2024-01-01"], dtype="datetime64[ns]"),
     lambda: np.array([1], dtype="timedelta64[s]"),
@@ -376,17 +347,11 @@ def test_fingerprint_of_datetime_data_works(make):
     assert fingerprint(make()) == fingerprint(make())
 
 
-@DATETIME_BUG
 def test_fingerprint_of_datetime_column_covers_its_timezone():
     utc = pd.DataFrame({"t": pd.to_datetime(["2024-01-01"]).tz_localize("UTC")})
     assert fingerprint(utc) != fingerprint(utc.astype({"t": "datetime64[ns, Europe/Paris]"}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a node returning a DataFrame with a datetime column fails the run with "
-    "ValueError from fingerprint() (only Unhashable is caught), although its function succeeded",
-)
 def test_node_returning_datetime_frame_is_computed_and_then_cached(ps, calls):
     ps.exec("import pandas as pd")
     ps.cell("""

@@ -70,7 +70,9 @@ class Session:
         self.node_events: dict[str, NodeEvent] = {}  # latest event of every node
         self.running = False
         self._pending: dict[str, Lazy] = {}  # bound names whose value is not loaded yet
-        self._bound: dict[str, int] = {}  # name -> id() of the object we bound
+        # name -> (id() of the object we bound, its data version)
+        self._bound: dict[str, tuple[int, str | None]] = {}
+        self.last_inputs: dict[str, Any] = {}  # explicit inputs of the last run that had any
         self._anon = 0
         from .checkpoint import Checkpoints  # imports this module: import it late
 
@@ -213,6 +215,8 @@ class Session:
         outputs = self._check_nodes(outputs)
         if self.running:
             raise SessionError("A run is already in progress in this kernel.")
+        if inputs:
+            self.last_inputs = dict(inputs)
         self._run_counter += 1
         runner = Runner(self.dag, self.store, self._emit, self.settings, self._static,
                         self._config_keys)
@@ -262,7 +266,7 @@ class Session:
         cell = self.dag.cells.get(cell_id)
         if cell is None:
             raise SessionError(f"Cell {cell_id!r} is not a registered %%hamilton cell.")
-        outcome = self.execute(list(cell.nodes))
+        outcome = self.execute(list(cell.nodes), self.last_inputs)
         self.bind(outcome)
         return outcome
 
@@ -274,18 +278,24 @@ class Session:
         Values computed in this run are bound at once; cached ones are bound *lazily*: they
         are read from disk the first time a cell mentions the name (see ``pending``).
         """
+        versions = {e.node: e.data_version for e in outcome.events}
         for name, value in outcome.values.items():
-            self._unbind(name)
             if isinstance(value, Lazy):
+                bound = self._bound.get(name)
+                if (bound is not None and bound[1] is not None and bound[1] == value.data_version
+                        and id(self.namespace.get(name)) == bound[0]):
+                    continue  # the value we bound is still the current one: keep it in memory
+                self._unbind(name)
                 self._pending[name] = value
             else:
+                self._unbind(name)
                 self.namespace[name] = value
-                self._bound[name] = id(value)
+                self._bound[name] = (id(value), versions.get(name))
 
     def _unbind(self, name: str) -> None:
         self._pending.pop(name, None)
         bound = self._bound.pop(name, None)
-        if bound is not None and id(self.namespace.get(name, None)) == bound:
+        if bound is not None and id(self.namespace.get(name, None)) == bound[0]:
             del self.namespace[name]
 
     @property
@@ -304,7 +314,7 @@ class Session:
                 continue
             value = self._resolve(name, lazy)
             self.namespace[name] = value
-            self._bound[name] = id(value)
+            self._bound[name] = (id(value), lazy.data_version)
 
     def value(self, name: str) -> Any:
         """The current value of a node: from the last run if it produced it, else computed."""

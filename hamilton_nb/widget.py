@@ -491,7 +491,7 @@ class Panel(W.VBox):
             return None
         try:
             s.clear([node])
-            outcome = s.execute([node])
+            outcome = s.execute([node], s.last_inputs)
         except SessionError as e:
             self._say(str(e), error=True)
             return None

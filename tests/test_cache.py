@@ -396,7 +396,9 @@ def test_damaged_value_of_a_requested_output_is_recomputed(ps, calls, damage):
 def test_damaged_value_seen_from_the_notebook_is_recomputed(nb, calls):
     nb.run("import numpy as np")
     nb.cell(ARRAYS, line="-o big", cell_id="c1")
+    nb.run("del big")  # else the hit keeps the value already in memory (same data version)
     nb.line("run big")  # a hit: bound lazily
+    assert "big" in nb.session.pending
     entry = next(e for e in nb.session.store.entries() if e.node == "big")
     DAMAGE["truncated"](nb.session.store.value_path(entry.data_version, entry.fmt))
     with warnings.catch_warnings(record=True) as w:
@@ -757,3 +759,12 @@ def test_damaged_shared_value_file_is_repaired_by_the_recompute(ps, calls, damag
         assert np.array_equal(ps.run("big")["big"], np.arange(20000))
         assert np.array_equal(ps.run("twin")["twin"], np.arange(20000))
     assert calls == []
+
+
+def test_hit_keeps_the_value_already_bound_in_memory(nb, calls):
+    nb.run("import numpy as np")
+    nb.cell(ARRAYS, line="-o big", cell_id="c1")
+    first = nb.session.namespace["big"]
+    nb.line("run big")  # a hit with the data version of the bound value: nothing to load
+    assert nb.session.namespace["big"] is first
+    assert "big" not in nb.session.pending

@@ -253,6 +253,8 @@ class Checkpoints:
         self._suspended = False
         self._written: dict[Path, str] = {}  # what we last wrote where: skip identical writes
         self._warned = False
+        self._dirty = True
+        self._saved_nodes: dict[str, tuple[Any, Any]] = {}  # node -> (code, data) version saved
         self.unsubscribe = session.subscribe(self._on_event)
 
     # -- paths ----------------------------------------------------------------------------------
@@ -280,7 +282,14 @@ class Checkpoints:
     # -- automatic "last state" -------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
-        if isinstance(event, DagChanged | RunFinished) and not self._suspended:
+        if self._suspended:
+            return
+        if isinstance(event, NodeEvent):
+            # A run changes the saved state only if a node now refers to other code or data:
+            # an all-hit run writes nothing (it is the hot path).
+            if self._saved_nodes.get(event.node) != (event.code_version, event.data_version):
+                self._dirty = True
+        elif isinstance(event, DagChanged) or (isinstance(event, RunFinished) and self._dirty):
             self.save_state()
 
     def save_state(self) -> None:
@@ -303,6 +312,9 @@ class Checkpoints:
                     os.replace(path, self._state_path(".previous"))
             _atomic_write(path, text)
             self._written[path] = text
+            self._dirty = False
+            self._saved_nodes = {n: (r.get("code_version"), r.get("data_version"))
+                                 for n, r in manifest["nodes"].items()}
         except (OSError, CheckpointError) as e:
             if not self._warned:
                 self._warned = True

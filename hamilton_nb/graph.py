@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import graphlib
 import hashlib
 import inspect
@@ -46,6 +47,12 @@ class CellDef:
     fcodes: dict[types.CodeType, FunctionCode]  # static code analysis, by code object
     published: dict[str, Any]  # imports, helpers and constants the cell defines
     nodes: dict[str, h_node.Node] = field(default_factory=dict)
+    jupyter_id: str | None = None  # the notebook cell that last registered it (front-end id)
+
+    @property
+    def frontend_id(self) -> str:
+        """The id the front-end knows this cell by (docs/protocol.md ``cell_id``)."""
+        return self.jupyter_id or self.cell_id
 
     @property
     def source_hash(self) -> str:
@@ -239,11 +246,7 @@ class LiveDag:
     def set_config(self, config: Mapping[str, Any]) -> None:
         """Re-resolve every cell with a new Hamilton config (``@config.when`` etc.)."""
         resolved = {cid: resolve_cell_nodes(c, config) for cid, c in self.cells.items()}
-        cells = {
-            cid: CellDef(c.cell_id, c.body, c.filename, c.functions, c.fcodes, c.published,
-                         resolved[cid])
-            for cid, c in self.cells.items()
-        }
+        cells = {cid: dataclasses.replace(c, nodes=resolved[cid]) for cid, c in self.cells.items()}
         self._set(self._build(cells, config))
         self.cells, self.config = cells, dict(config)
 

@@ -176,7 +176,7 @@ class HamiltonMagics(Magics):
             except SessionError as e:
                 raise UsageError(str(e)) from None
         try:
-            celldef = self.session.register_cell(cell, args.name or self.cell_id)
+            celldef = self.session.register_cell(cell, args.name or self.cell_id, self.cell_id)
         except CellError as e:
             raise UsageError(str(e)) from None
         if args.register_only:

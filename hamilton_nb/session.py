@@ -128,16 +128,21 @@ class Session:
 
     # -- cells ---------------------------------------------------------------------------------
 
-    def register_cell(self, body: str, cell_id: str | None = None) -> CellDef:
+    def register_cell(
+        self, body: str, cell_id: str | None = None, jupyter_id: str | None = None
+    ) -> CellDef:
         """Register a ``%%hamilton`` cell body; replaces the cell with the same id.
 
-        Without a cell id (plain IPython), a cell that defines some of the nodes of exactly one
-        registered cell replaces that cell. Raises :class:`CellError`, changing nothing.
+        ``cell_id`` is the cell's identity in the DAG (the front-end's cell id, or a
+        ``--name``); ``jupyter_id`` the notebook cell it came from, for the front-end. Without
+        either (plain IPython), a cell that defines some of the nodes of exactly one registered
+        cell replaces that cell. Raises :class:`CellError`, changing nothing.
         """
         if cell_id is None:
             cell_id = self._fallback_cell_id(body)
         cell = prepare_cell(cell_id, body, self.namespace, self.dag.config)
         old = self.dag.cells.get(cell_id)
+        cell.jupyter_id = jupyter_id or (old.jupyter_id if old else None)
         self.dag.add_cell(cell)  # validates; raises CellError with nothing changed
         removed = sorted(set(old.nodes) - set(cell.nodes)) if old else []
         for name in removed:
@@ -263,9 +268,7 @@ class Session:
 
     def run_cell_nodes(self, cell_id: str) -> RunOutcome:
         """Compute the nodes a cell defines (comm and context-menu entry point)."""
-        cell = self.dag.cells.get(cell_id)
-        if cell is None:
-            raise SessionError(f"Cell {cell_id!r} is not a registered %%hamilton cell.")
+        cell = self._cell(cell_id)
         outcome = self.execute(list(cell.nodes), self.last_inputs)
         self.bind(outcome)
         return outcome
@@ -423,10 +426,15 @@ class Session:
 
     def clear_cell(self, cell_id: str) -> int:
         """Delete the cache entries of the nodes a cell defines."""
-        cell = self.dag.cells.get(cell_id)
+        return self.clear(self._cell(cell_id).nodes)
+
+    def _cell(self, cell_id: str) -> CellDef:
+        """A registered cell by its name or by the notebook cell id it came from."""
+        cell = self.dag.cells.get(cell_id) or next(
+            (c for c in self.dag.cells.values() if c.jupyter_id == cell_id), None)
         if cell is None:
             raise SessionError(f"Cell {cell_id!r} is not a registered %%hamilton cell.")
-        return self.clear(cell.nodes)
+        return cell
 
     def evict(self, max_bytes: int | None = None, older_than: float | None = None) -> int:
         """Evict least-recently-used entries until the cache holds at most ``max_bytes``, and
@@ -505,7 +513,7 @@ class Session:
                 status = "never_run"
             nodes.append({
                 "name": name,
-                "cell_id": self.dag.node_cell.get(name),
+                "cell_id": cell.frontend_id if (cell := self.dag.cell_of(name)) else None,
                 "kind": "input" if n.user_defined else "function",
                 "deps": [d.name for d in n.dependencies],
                 "status": status,
@@ -514,9 +522,9 @@ class Session:
                 "code_version": ev.code_version if ev else None,
             })
         cells = [
-            {"cell_id": cid, "nodes": list(c.nodes), "source_hash": c.source_hash,
+            {"cell_id": c.frontend_id, "nodes": list(c.nodes), "source_hash": c.source_hash,
              "stale": any(n in stale for n in c.nodes)}
-            for cid, c in self.dag.cells.items()
+            for c in self.dag.cells.values()
         ]
         return {"session_id": self.session_id,
                 "run_id": self._last.run_id if self._last else None,

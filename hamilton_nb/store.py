@@ -23,6 +23,7 @@ import base64
 import contextlib
 import fcntl
 import json
+import mmap
 import os
 import pickle
 import socket
@@ -32,7 +33,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -113,19 +114,50 @@ class Store(Protocol):
 
 
 def _file_checksum(path: Path) -> str:
-    h = xxhash.xxh3_64()
+    # Hash the page cache through a read-only map: no copy into Python, ~10 GB/s for xxh3.
     with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
+        if os.fstat(fh.fileno()).st_size == 0:
+            return xxhash.xxh3_64_hexdigest(b"")
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return xxhash.xxh3_64_hexdigest(m)
+
+
+class _TooBig(Exception):
+    pass
+
+
+class _BoundedSink:
+    """File-like target for a Pickler that gives up as soon as INLINE_LIMIT bytes are reached.
+
+    The C pickler writes large buffers (array data) straight to the file, so a 200 MB frame is
+    abandoned after its metadata instead of being copied whole into a bytes object first.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        n = memoryview(data).nbytes
+        self.size += n
+        if self.size >= INLINE_LIMIT:
+            raise _TooBig
+        self.parts.append(bytes(data))
+        return n
 
 
 def _pickle_inline(value: Any) -> bytes | None:
+    sink = _BoundedSink()
     try:
-        data = pickle.dumps(value, protocol=5)
-    except Exception:  # unpicklable: the joblib path reports it properly
+        pickle.Pickler(sink, protocol=5).dump(value)
+    except Exception:  # _TooBig, or unpicklable: the joblib path reports it properly
         return None
-    return data if len(data) < INLINE_LIMIT else None
+    return b"".join(sink.parts)
+
+
+def _entry_record(entry: Entry) -> dict[str, Any]:
+    """``asdict(entry)`` without its recursive deep copy of ``parts`` (already JSON-ready)."""
+    return {f.name: getattr(entry, f.name) for f in fields(Entry)}
 
 
 class _Index:
@@ -369,7 +401,7 @@ class DiskStore:
         now = time.time()
         entry = Entry(key, node, code_version, data_version, fmt, size, compute_time, now, now,
                       parts, inline, checksum)
-        self._append({"op": "put", "at": now, "entry": asdict(entry)})
+        self._append({"op": "put", "at": now, "entry": _entry_record(entry)})
         return entry
 
     def _write_value(self, value: Any, data_version: str, fmt: str) -> tuple[int, str]:

@@ -32,7 +32,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ._files import atomic_write
 from .events import CacheNote, DagChanged, Event, NodeEvent, RunFinished, Status
 from .graph import CellError, prepare_cell
 from .runner import Lazy, Runner, RunOutcome
@@ -111,16 +111,7 @@ class RestoreReport:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text.encode("utf-8"))
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -25,13 +25,13 @@ import inspect
 import linecache
 import os
 import symtable
-import tempfile
 import textwrap
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._files import atomic_write
 from .session import SessionError
 
 if TYPE_CHECKING:
@@ -239,16 +239,7 @@ def export_module(session: Session, path: str | os.PathLike[str]) -> ExportResul
         raise SessionError(f"Export to a .py file, e.g. `%hamilton export {path.stem}.py`.")
     text, nodes, problems = module_source(session)
     compile(text, str(path), "exec")  # a bug here must not leave a broken module behind
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".py")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text.encode("utf-8"))
     return ExportResult(path.absolute(), nodes, problems)
 
 

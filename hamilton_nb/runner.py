@@ -183,7 +183,7 @@ class Runner:
             if name in overrides or n.user_defined:
                 self.dv[name] = self._input_version(name, ext_values.get(name, _ABSENT))
                 continue
-            beh = self._behavior(n)
+            beh = self._behavior(n, name)
             if beh == "ignore":
                 self.dv[name] = IGNORED
                 deferred.add(name)
@@ -191,14 +191,14 @@ class Runner:
             if any(d in blocked for d in deps[name]):
                 blocked.add(name)
                 continue
-            key, _ = self._key(n)
+            key, _ = self._key(n, name)
             entry = self.store.lookup(key) if key and beh == "default" else None
             if entry is None or entry.parts.get("volatile"):
                 blocked.add(name)
                 continue
             hits[name] = entry
             self.dv[name] = entry.data_version
-            self._emit_hit(n, entry, "code and inputs unchanged")
+            self._emit_hit(name, entry, "code and inputs unchanged")
 
         values: dict[str, Any] = {}
         interrupted = False
@@ -280,14 +280,17 @@ class Runner:
 
     # -- keys ---------------------------------------------------------------------------------
 
-    def _behavior(self, n: Node) -> str:
+    # Hamilton's Node.name is a property that joins a namespace on every call: the hot path
+    # passes the name along instead.
+
+    def _behavior(self, n: Node, name: str) -> str:
         if not self.settings.enabled:
             return "disable"
         # Hamilton data loaders (@load_from, @dataloader) read something outside the DAG: they
         # always run (and storing what they read would only duplicate the source on disk);
         # early cutoff keeps their dependants cached when the data is the same.
         loader_default = "disable" if n.tags.get("hamilton.data_loader") is True else "default"
-        beh = self.settings.behavior.get(n.name) or n.tags.get("cache.behavior") or loader_default
+        beh = self.settings.behavior.get(name) or n.tags.get("cache.behavior") or loader_default
         return str(getattr(beh, "value", beh)).lower()
 
     def _format(self, n: Node) -> str:
@@ -295,14 +298,14 @@ class Runner:
         fmt = str(getattr(fmt, "value", fmt)).lower()
         return "joblib" if fmt == "pickle" else fmt
 
-    def _code_version(self, n: Node) -> tuple[str | None, dict[str, Any]]:
+    def _code_version(self, n: Node, name: str) -> tuple[str | None, dict[str, Any]]:
         fns = n.originating_functions or ()
         if not fns:
             return None, {"error": "node has no function"}
         config = self.dag.config
         # A node whose functions read no globals and no config has a code version that only
         # its (immutable) code objects decide: compute it once per session, not per run.
-        static_key = ("cv", n.name, *(getattr(fn, "__code__", None) for fn in fns),
+        static_key = ("cv", name, *(getattr(fn, "__code__", None) for fn in fns),
                       id(config), tuple(config))
         cached = self._static.get(static_key)
         if cached is not None:
@@ -328,21 +331,21 @@ class Runner:
                     fparts[f"config:{k}"] = f"<id:{id(config[k])}>"
             parts[fn.__name__] = fparts
         flat = [f"{fn}.{k}={v}" for fn, p in sorted(parts.items()) for k, v in sorted(p.items())]
-        result = hash_strings(HAMILTON_VERSION, n.name, *flat), parts
+        result = hash_strings(HAMILTON_VERSION, name, *flat), parts
         if not dynamic:
             self._static[static_key] = result
         return result
 
-    def _key(self, n: Node) -> tuple[str | None, dict[str, Any]]:
+    def _key(self, n: Node, name: str) -> tuple[str | None, dict[str, Any]]:
         """Cache key of ``n`` and what it is made of; None when it cannot be known."""
-        cv, code_parts = self._code_version(n)
-        deps = {d: self.dv.get(d, "<absent>") for d in self.dag.deps[n.name]}
+        cv, code_parts = self._code_version(n, name)
+        deps = {d: self.dv.get(d, "<absent>") for d in self.dag.deps[name]}
         parts = {"code_version": cv, "code": code_parts, "deps": deps}
-        self.parts[n.name] = parts
+        self.parts[name] = parts
         if cv is None or any(v is None for v in deps.values()):
             return None, parts
         key = hash_strings(
-            str(FORMAT_VERSION), n.name, cv, *(f"{k}={v}" for k, v in sorted(deps.items()))
+            str(FORMAT_VERSION), name, cv, *(f"{k}={v}" for k, v in sorted(deps.items()))
         )
         return key, parts
 
@@ -351,9 +354,9 @@ class Runner:
     def _cell(self, name: str) -> str | None:
         return self.dag.node_cell.get(name)
 
-    def _emit_hit(self, n: Node, entry: Entry, reason: str) -> None:
+    def _emit_hit(self, name: str, entry: Entry, reason: str) -> None:
         ev = NodeEvent(
-            self.run_id, n.name, Status.CACHED, reason, self._cell(n.name), 0.0,
+            self.run_id, name, Status.CACHED, reason, self._cell(name), 0.0,
             entry.compute_time, entry.size, CacheNote.STORED,
             code_version=entry.code_version, data_version=entry.data_version,
         )
@@ -388,15 +391,15 @@ class Runner:
             self.events.append(ev)
             self.emit(ev)
             return _Failed(name)
-        beh = self._behavior(n)
-        key, parts = self._key(n)
+        beh = self._behavior(n, name)
+        key, parts = self._key(n, name)
         if beh == "default" and key is not None:
             entry = self.store.lookup(key)
             # early cutoff: an upstream recomputed to the same data
             if entry is not None and not entry.parts.get("volatile"):
                 self.dv[name] = entry.data_version
                 self.store.touch([entry.key])
-                self._emit_hit(n, entry, "upstream recomputed but unchanged")
+                self._emit_hit(name, entry, "upstream recomputed but unchanged")
                 return self._lazy(name, entry)
         reason = self.explain_miss(n, key, parts, beh)
         self.emit(NodeStarted(self.run_id, name))

@@ -366,7 +366,7 @@ class Session:
             if any(d.name in stale for d in n.dependencies):
                 stale.add(name)
                 continue
-            cv, _ = runner._code_version(n)
+            cv, _ = runner._code_version(n, name)
             if cv != ev.code_version:
                 stale.add(name)
                 continue
@@ -396,7 +396,7 @@ class Session:
         runner = Runner(self.dag, self.store, lambda e: None, self.settings, self._static,
                         self._config_keys)
         runner.versioner = CodeVersioner(self._static)
-        cv, code = runner._code_version(self.dag.nodes[name])
+        cv, code = runner._code_version(self.dag.nodes[name], name)
         return _explain(entry, {"code_version": cv, "code": code,
                                 "deps": entry.parts.get("deps", {}) if entry else {}}, self.dag)
 

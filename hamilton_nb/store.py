@@ -40,6 +40,8 @@ from typing import Any, Protocol
 import joblib
 import xxhash
 
+from ._files import atomic_write
+
 STORE_FORMAT = 1
 INLINE_LIMIT = 2048  # pickles smaller than this live in the journal line itself: no file
 COMPACT_AFTER = 16  # journals of finished processes are merged into one when a store opens
@@ -309,15 +311,7 @@ class DiskStore:
             )
 
     def _atomic_write_bytes(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self._tmp)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, data, self._tmp)
 
     def _append(self, rec: dict[str, Any]) -> None:
         line = (json.dumps(rec, separators=(",", ":")) + "\n").encode()

@@ -327,7 +327,10 @@ class FunctionCode:
     description: str  # "function `f`" for messages
 
 
-def _strip_docstrings(tree: ast.AST) -> None:
+def _dump_without_docstrings(tree: ast.AST) -> str:
+    """``ast.dump`` of ``tree`` as if it had no docstrings (comments and layout are never in an
+    AST). The tree is edited in place and restored: copying it costs more than the dump."""
+    edited: list[tuple[ast.AST, list[ast.stmt]]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module):
             body = node.body
@@ -337,7 +340,13 @@ def _strip_docstrings(tree: ast.AST) -> None:
                 and isinstance(body[0].value, ast.Constant)
                 and isinstance(body[0].value.value, str)
             ):
+                edited.append((node, body))
                 node.body = body[1:] or [ast.Pass()]
+    try:
+        return ast.dump(tree, annotate_fields=False, include_attributes=False)
+    finally:
+        for node, body in edited:
+            node.body = body  # type: ignore[attr-defined]
 
 
 def _code_names(code: types.CodeType) -> set[str]:
@@ -378,10 +387,8 @@ def analyze_function(
         fdef = _function_def(raw)
     h = _hasher()
     if fdef is not None:
-        fdef = ast.parse(ast.unparse(fdef)).body[0]  # a private copy we may edit
         decorators = list(fdef.decorator_list)
-        _strip_docstrings(fdef)
-        _tag(h, ast.dump(fdef, annotate_fields=False, include_attributes=False))
+        _tag(h, _dump_without_docstrings(fdef))
         body_names = {
             n.id
             for stmt in fdef.body

@@ -153,6 +153,12 @@ def resolve_cell_nodes(cell: CellDef, config: Mapping[str, Any]) -> dict[str, h_
         for n in resolved:
             if n.name in config:  # Hamilton's rule: config values override nodes
                 continue
+            if n.node_role in (h_node.NodeType.EXPAND, h_node.NodeType.COLLECT):
+                raise CellError(
+                    f"`{fname}` uses Parallelizable/Collect, which needs Hamilton's task-based "
+                    f"executor; hamilton_nb runs nodes one by one. Build those steps with a "
+                    f"plain driver (`%hamilton export` writes the module), or return a list."
+                )
             if n.name in nodes:
                 raise CellError(f"Node `{n.name}` is defined twice in this cell.")
             nodes[n.name] = n

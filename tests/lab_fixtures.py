@@ -2,7 +2,14 @@
 
 A plain module (not a conftest) so that browser test files opt in explicitly::
 
-    from lab_fixtures import Lab, browser, lab, open_notebook, run_all, shot, write_notebook
+    import lab_fixtures
+    from lab_fixtures import Lab, open_notebook, run_all, shot, write_notebook
+
+    lab = lab_fixtures.lab  # pytest finds fixtures by name in the test module's namespace
+    browser = lab_fixtures.browser
+
+Used by tests/test_panel_browser.py (the ipywidgets panel) and tests/test_lab_extension.py (the
+side panel of labextension/, opened with ``open_notebook(..., side_panel=...)``).
 
 The recipe is /work/shared/guides/labextension.md §2: ``python -m jupyterlab`` on a free port
 with a token, temporary root/settings/workspace dirs, the news toast disabled, the app exposed
@@ -142,9 +149,11 @@ def write_notebook(lab: Lab, cells: list[tuple[str, str, str]]) -> str:
     return f"{name}/nb.ipynb"
 
 
-def open_notebook(browser: Any, lab: Lab, path: str, errors: list[str] | None = None) -> Any:
+def open_notebook(browser: Any, lab: Lab, path: str, errors: list[str] | None = None,
+                  side_panel: str | None = None) -> Any:
     """A new page with the notebook open and its kernel idle (a unique workspace, reset, so a
-    restored workspace never runs cells in another notebook). Page errors go to ``errors``."""
+    restored workspace never runs cells in another notebook). Page errors go to ``errors``.
+    ``side_panel``: the id of a right-sidebar widget to open (by clicking its tab) and wait for."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     if errors is not None:
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -163,6 +172,9 @@ def open_notebook(browser: Any, lab: Lab, path: str, errors: list[str] | None = 
         arg=path,
         timeout=60_000,
     )
+    if side_panel is not None:
+        page.locator(f'.jp-SideBar.jp-mod-right li[data-id="{side_panel}"]').click()
+        page.locator(f"#{side_panel}").wait_for(state="visible")
     return page
 
 

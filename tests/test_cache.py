@@ -513,28 +513,22 @@ def test_why_says_own_code_changed(nb, capsys):
     assert _why(nb, capsys, "y") == "`y` was recomputed: code of `y` changed."
 
 
-def test_why_says_helper_changed(nb, capsys):
-    nb.run("def helper():\n    return 1\n")
-    nb.cell("def y() -> int:\n    return helper()\n", cell_id="c1")
-    nb.run("def helper():\n    return 2\n")
+@pytest.mark.parametrize(
+    ("before", "cell", "after", "reason"),
+    [
+        ("def helper():\n    return 1\n", "def y() -> int:\n    return helper()\n",
+         "def helper():\n    return 2\n", "code of helper `helper` changed"),
+        ("K = 1", "def y() -> int:\n    return K\n", "K = 2", "global `K` changed"),
+        ("n = 1", "def y(n: int) -> int:\n    return n\n", "n = 2", "input `n` changed"),
+    ],
+    ids=["helper", "constant", "input"],
+)
+def test_why_says_what_changed_outside_the_cell(nb, capsys, before, cell, after, reason):
+    nb.run(before)
+    nb.cell(cell, cell_id="c1")
+    nb.run(after)
     nb.line("run y")
-    assert _why(nb, capsys, "y") == "`y` was recomputed: code of helper `helper` changed."
-
-
-def test_why_says_constant_changed(nb, capsys):
-    nb.run("K = 1")
-    nb.cell("def y() -> int:\n    return K\n", cell_id="c1")
-    nb.run("K = 2")
-    nb.line("run y")
-    assert _why(nb, capsys, "y") == "`y` was recomputed: global `K` changed."
-
-
-def test_why_says_input_changed(nb, capsys):
-    nb.run("n = 1")
-    nb.cell("def y(n: int) -> int:\n    return n\n", cell_id="c1")
-    nb.run("n = 2")
-    nb.line("run y")
-    assert _why(nb, capsys, "y") == "`y` was recomputed: input `n` changed."
+    assert _why(nb, capsys, "y") == f"`y` was recomputed: {reason}."
 
 
 def test_why_says_upstream_changed_and_reused(nb, capsys):

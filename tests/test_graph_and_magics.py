@@ -8,7 +8,7 @@ from IPython.core.error import UsageError
 import hamilton_nb
 from hamilton_nb.magics import HELP
 
-CHAIN = """
+A_TO_B = """
 def a() -> int:
     hnb_calls.log.append("a")
     return 1
@@ -16,7 +16,9 @@ def a() -> int:
 def b(a: int) -> int:
     hnb_calls.log.append("b")
     return a + 1
+"""
 
+CHAIN = A_TO_B + """
 def c(b: int) -> int:
     hnb_calls.log.append("c")
     return b * 10
@@ -105,7 +107,7 @@ def test_rerunning_a_cell_replaces_its_nodes(nb):
 
 def test_removing_a_function_from_a_cell_removes_its_node(nb):
     nb.cell(CHAIN, cell_id="c1")
-    nb.cell(CHAIN.split("def c(")[0], cell_id="c1")
+    nb.cell(A_TO_B, cell_id="c1")
     assert set(nb.session.dag.nodes) == {"a", "b"}
     assert "c" not in nb.ns
     with pytest.raises(UsageError, match="c"):
@@ -454,15 +456,7 @@ def test_last_run_has_node_and_status_columns(nb):
     assert set(hamilton_nb.session().last_run()["status"]) == {"cached"}
 
 
-FAILING = """
-def a() -> int:
-    hnb_calls.log.append("a")
-    return 1
-
-def b(a: int) -> int:
-    hnb_calls.log.append("b")
-    return a + 1
-
+FAILING = A_TO_B + """
 def c(b: int) -> float:
     hnb_calls.log.append("c")
     return b / {divisor}

@@ -4,7 +4,8 @@
   comm protocol of docs/protocol.md the way the front-end does.
 * ``test_lab_*`` start a real JupyterLab server and drive it with Debian's chromium through
   Python playwright (no mocks): the side panel, the stale-cell markers and node clicks.
-  Screenshots go to ``test-artifacts/``.
+  The server, the browser and the notebook helpers are shared with the widget panel's test
+  (``tests/lab_fixtures.py``). Screenshots go to ``test-artifacts/``.
 
 Browser tests need ``apt-get install chromium`` (or ``CHROMIUM=/path/to/chromium``) and the
 extension built into the environment (``pip install -e .``).
@@ -12,24 +13,21 @@ extension built into the environment (``pip install -e .``).
 
 from __future__ import annotations
 
-import json
-import os
 import queue
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import lab_fixtures
 import pytest
+from lab_fixtures import Lab, open_notebook, run_all, shot, write_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
+# pytest finds fixtures by name in the test module's namespace.
+lab = lab_fixtures.lab
+browser = lab_fixtures.browser
+
 
 # ------------------------------------------------------------------------------------------------
 # Kernel side: CommBridge in a real ipykernel
@@ -244,161 +242,15 @@ def test_comm_bridge_throttles_but_sends_final_state(kernel: KernelDriver, tmp_p
 CELL_A = "%%hamilton\ndef raw() -> int:\n    return 21\n"
 CELL_B = "%%hamilton\ndef doubled(raw: int) -> int:\n    return raw * 2\n"
 
-
-def _chromium() -> str | None:
-    return (
-        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Lab:
-    def __init__(self, url: str, token: str, root: Path) -> None:
-        self.url = url
-        self.token = token
-        self.root = root
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    if _chromium() is None:
-        pytest.skip("chromium not installed (apt-get install chromium, or set CHROMIUM)")
-    base = tmp_path_factory.mktemp("lab")
-    root, settings, workspaces, runtime = (base / d for d in ("root", "settings", "ws", "rt"))
-    for d in (root, settings, workspaces, runtime):
-        d.mkdir()
-    # Keep the "Would you like to get notified about official Jupyter news?" toast away.
-    notif = settings / "@jupyterlab" / "apputils-extension"
-    notif.mkdir(parents=True)
-    (notif / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
-    port = _free_port()
-    token = uuid.uuid4().hex
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)}
-    env.pop("HAMILTON_NB_CACHE", None)  # each notebook caches in its own folder
-    log = (base / "lab.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--allow-root",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            f"--LabApp.user_settings_dir={settings}",
-            f"--LabApp.workspaces_dir={workspaces}",
-            "--LabApp.news_url=None",
-            "--LabApp.expose_app_in_browser=True",
-        ],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "JupyterLab did not start:\n" + (base / "lab.log").read_text()
-                    ) from None
-                time.sleep(0.3)
-        yield Lab(url, token, root)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def browser(lab: Lab) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=_chromium(),
-            args=[
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def _notebook(lab: Lab, cells: list[tuple[str, str, str]]) -> str:
-    """Write a notebook in its own folder (own kernel cwd, hence own cache); return its path."""
-    import nbformat
-
-    name = f"t{uuid.uuid4().hex[:8]}"
-    folder = lab.root / name
-    folder.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    for cell_id, kind, source in cells:
-        cell = (nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell)(
-            source
-        )
-        cell["id"] = cell_id
-        nb.cells.append(cell)
-    nbformat.write(nb, folder / "nb.ipynb")
-    return f"{name}/nb.ipynb"
+HAMILTON_PANEL = "hamilton-nb-panel"
 
 
 def _open_notebook(browser: Any, lab: Lab, path: str, request: pytest.FixtureRequest) -> Any:
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    """The notebook open, its kernel idle and the Hamilton side panel shown; console errors are
+    kept on the test node (``request.node.hnb_console_errors``)."""
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     request.node.hnb_console_errors = errors
-    workspace = uuid.uuid4().hex[:10]
-    page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{path}?reset&token={lab.token}")
-    page.wait_for_function(
-        """path => {
-            const app = window.jupyterapp;
-            const w = app && app.shell.currentWidget;
-            const k = w && w.sessionContext && w.sessionContext.session
-                && w.sessionContext.session.kernel;
-            return !!(w && w.context && w.context.path === path && k && k.status === 'idle'
-                && w.content.widgets.length > 0);
-        }""",
-        arg=path,
-        timeout=60_000,
-    )
-    # Open the Hamilton side panel by clicking its tab in the right sidebar.
-    page.locator('.jp-SideBar.jp-mod-right li[data-id="hamilton-nb-panel"]').click()
-    page.locator("#hamilton-nb-panel").wait_for(state="visible")
-    return page
-
-
-def _run_all(page: Any) -> None:
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    return open_notebook(browser, lab, path, errors, side_panel=HAMILTON_PANEL)
 
 
 def _node(page: Any, name: str, status: str | None = None) -> Any:
@@ -420,11 +272,6 @@ def _cell(page: Any, cell_id: str) -> Any:
     return page.locator(f'.jp-Cell[data-test-cell-id="{cell_id}"]')
 
 
-def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-
-
 def _active_cell_id(page: Any) -> str | None:
     return page.evaluate(
         "() => window.jupyterapp.shell.currentWidget.content.activeCell?.model.id ?? null"
@@ -434,7 +281,7 @@ def _active_cell_id(page: Any) -> str | None:
 @pytest.fixture
 def ab_notebook(lab: Lab, browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """The A/B notebook opened and run; the panel shows raw and doubled computed."""
-    path = _notebook(
+    path = write_notebook(
         lab,
         [
             ("load", "code", "%load_ext hamilton_nb"),
@@ -444,11 +291,11 @@ def ab_notebook(lab: Lab, browser: Any, request: pytest.FixtureRequest) -> Itera
     )
     page = _open_notebook(browser, lab, path, request)
     try:
-        _run_all(page)
+        run_all(page)
         _node(page, "doubled", "computed").wait_for(timeout=60_000)
         yield page
     except Exception:
-        _shot(page, f"{request.node.name}-failed")
+        shot(page, f"{request.node.name}-failed")
         raise
     finally:
         page.close()
@@ -475,7 +322,7 @@ def test_lab_panel_shows_computed_nodes(ab_notebook: Any, request: pytest.Fixtur
     assert raw_y < doubled_y
     assert "2 nodes" in panel.locator(".hnb-summary").text_content()
     assert page.locator(".jp-Cell.hnb-stale").count() == 0
-    _shot(page, "lab-panel-computed")
+    shot(page, "lab-panel-computed")
     errors = [e for e in request.node.hnb_console_errors if "hamilton" in e.lower()]
     assert not errors, errors
 
@@ -496,7 +343,7 @@ def test_lab_edit_marks_stale_and_rerun_clears(ab_notebook: Any) -> None:
     assert "hnb-stale" in (cell_a.get_attribute("class") or "")
     assert "hnb-stale" in (cell_b.get_attribute("class") or "")
     assert _node(page, "raw").evaluate("n => n.classList.contains('hnb-edited')")
-    _shot(page, "lab-stale-after-edit")
+    shot(page, "lab-stale-after-edit")
 
     # Re-run only cell A: its mark goes away.
     page.evaluate(
@@ -513,7 +360,7 @@ def test_lab_edit_marks_stale_and_rerun_clears(ab_notebook: Any) -> None:
         timeout=30_000,
     )
     assert "hnb-stale" not in (cell_a.get_attribute("class") or "")
-    _shot(page, "lab-stale-after-rerun")
+    shot(page, "lab-stale-after-rerun")
 
     # Trailing whitespace is not an edit: the front-end hash strips it like the kernel's rstrip().
     cell_a.locator(".cm-content").click()
@@ -536,7 +383,7 @@ def test_lab_click_node_activates_cell(ab_notebook: Any) -> None:
     )
     assert "jp-mod-active" in (_cell(page, "cell-b").get_attribute("class") or "")
     assert _node(page, "doubled").evaluate("n => n.classList.contains('hnb-active')")
-    _shot(page, "lab-click-node")
+    shot(page, "lab-click-node")
 
 
 @pytest.mark.browser
@@ -544,18 +391,18 @@ def test_lab_panel_quiet_without_hamilton_nb(
     lab: Lab, browser: Any, request: pytest.FixtureRequest
 ) -> None:
     """A kernel that never loaded hamilton_nb: a message in the panel, no errors, no dialogs."""
-    path = _notebook(lab, [("plain", "code", "x = 1\nx")])
+    path = write_notebook(lab, [("plain", "code", "x = 1\nx")])
     page = _open_notebook(browser, lab, path, request)
     try:
         panel = page.locator("#hamilton-nb-panel")
         panel.get_by_text("hamilton_nb not loaded in this kernel").wait_for(timeout=30_000)
-        _run_all(page)
+        run_all(page)
         page.locator(".jp-OutputArea-output").first.wait_for(timeout=30_000)
         page.wait_for_timeout(500)
         panel.get_by_text("hamilton_nb not loaded in this kernel").wait_for(timeout=10_000)
         assert page.locator(".jp-Dialog").count() == 0
         assert page.locator(".jp-Cell.hnb-stale").count() == 0
-        _shot(page, "lab-not-loaded")
+        shot(page, "lab-not-loaded")
         errors = [e for e in request.node.hnb_console_errors if "hamilton" in e.lower()]
         assert not errors, errors
     finally:
@@ -588,7 +435,7 @@ def test_lab_context_menu_commands(ab_notebook: Any) -> None:
 
     # run_cell through the comm: a new run in the kernel.
     menu = _context_menu(page, "cell-b")
-    _shot(page, "lab-context-menu")
+    shot(page, "lab-context-menu")
     menu.get_by_text("Hamilton: Run this cell's nodes").click()
     page.wait_for_function(
         "() => document.querySelector('#hamilton-nb-panel .hnb-summary')"
@@ -634,13 +481,13 @@ def test_lab_kernel_restart(ab_notebook: Any) -> None:
         "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
         " === 'idle'"
     )
-    _run_all(page)
+    run_all(page)
     page.locator(
         '#hamilton-nb-panel g.hnb-node[data-node="doubled"]:is('
         '[data-status="computed"], [data-status="cached"])'
     ).wait_for(timeout=60_000)
     assert page.locator(".jp-Cell.hnb-stale").count() == 0
-    _shot(page, "lab-after-restart")
+    shot(page, "lab-after-restart")
 
 
 @pytest.mark.browser
@@ -678,16 +525,16 @@ def test_lab_mime_renderer(lab: Lab, browser: Any, request: pytest.FixtureReques
         f"display({{'application/vnd.hamilton-nb.run+json': {{'state': {state!r}}},"
         " 'text/plain': 'hamilton run'}, raw=True)"
     )
-    path = _notebook(lab, [("mime", "code", code)])
+    path = write_notebook(lab, [("mime", "code", code)])
     page = _open_notebook(browser, lab, path, request)
     try:
-        _run_all(page)
+        run_all(page)
         out = page.locator(".jp-OutputArea-output.hnb-run-output")
         out.locator('g.hnb-node[data-node="doubled"][data-status="failed"]').wait_for(
             timeout=30_000
         )
         assert out.locator('g.hnb-node[data-node="raw"]').get_attribute("data-status") == "cached"
         assert "run #7" in (out.locator(".hnb-summary").text_content() or "")
-        _shot(page, "lab-mime-renderer")
+        shot(page, "lab-mime-renderer")
     finally:
         page.close()

@@ -147,41 +147,31 @@ def test_helper_change_in_real_notebook_cells_recomputes(nb, calls):
     assert nb.value("y") == 22
 
 
-def test_module_level_constant_change_recomputes(ps, calls):
-    ps.exec("K = 2")
-    ps.cell("def y() -> int:\n    hnb_calls.log.append('y')\n    return K * 10\n")
-    assert ps.run("y")["y"] == 20
+GLOBAL_CHANGES = {
+    # id: (setup, y's return type and expression, y before, change, y after the change)
+    "module_level_constant": ("K = 2", "int", "K * 10", 20, "K = 3", 30),
+    "constant_mutated_in_place": ("WEIGHTS = [1, 2]", "int", "sum(WEIGHTS)", 3,
+                                  "WEIGHTS.append(4)", 7),
+    "constant_read_inside_a_comprehension": ("K = 2", "list", "[i * K for i in range(3)]",
+                                             [0, 2, 4], "K = 3", [0, 3, 6]),
+    "constant_read_by_a_helper": ("K = 2\ndef helper():\n    return K\n", "int", "helper()", 2,
+                                  "K = 5", 5),
+    "notebook_class_method": ("class Scaler:\n    def apply(self, x):\n        return x * 2\n",
+                              "int", "Scaler().apply(3)", 6,
+                              "class Scaler:\n    def apply(self, x):\n        return x * 2 + 1\n",
+                              7),
+}
+
+
+@pytest.mark.parametrize("kind", list(GLOBAL_CHANGES))
+def test_change_of_a_global_the_node_reads_recomputes(ps, calls, kind):
+    setup, returns, expr, before, change, after = GLOBAL_CHANGES[kind]
+    ps.exec(setup)
+    ps.cell(f"def y() -> {returns}:\n    hnb_calls.log.append('y')\n    return {expr}\n")
+    assert ps.run("y")["y"] == before
     assert _rerun(ps, "y", calls)[:2] == ("cached", 0)
-    ps.exec("K = 3")
-    assert _rerun(ps, "y", calls) == ("computed", 1, 30)
-
-
-def test_constant_mutated_in_place_recomputes(ps, calls):
-    ps.exec("WEIGHTS = [1, 2]")
-    ps.cell("def y() -> int:\n    hnb_calls.log.append('y')\n    return sum(WEIGHTS)\n")
-    assert ps.run("y")["y"] == 3
-    assert _rerun(ps, "y", calls)[:2] == ("cached", 0)
-    ps.exec("WEIGHTS.append(4)")
-    assert _rerun(ps, "y", calls) == ("computed", 1, 7)
-
-
-def test_constant_read_inside_a_comprehension_recomputes(ps, calls):
-    ps.exec("K = 2")
-    ps.cell("def y() -> list:\n    hnb_calls.log.append('y')\n"
-            "    return [i * K for i in range(3)]\n")
-    assert ps.run("y")["y"] == [0, 2, 4]
-    assert _rerun(ps, "y", calls)[:2] == ("cached", 0)
-    ps.exec("K = 3")
-    assert _rerun(ps, "y", calls) == ("computed", 1, [0, 3, 6])
-
-
-def test_constant_read_by_a_helper_recomputes(ps, calls):
-    ps.exec("K = 2\ndef helper():\n    return K\n")
-    ps.cell("def y() -> int:\n    hnb_calls.log.append('y')\n    return helper()\n")
-    assert ps.run("y")["y"] == 2
-    assert _rerun(ps, "y", calls)[:2] == ("cached", 0)
-    ps.exec("K = 5")
-    assert _rerun(ps, "y", calls) == ("computed", 1, 5)
+    ps.exec(change)
+    assert _rerun(ps, "y", calls) == ("computed", 1, after)
 
 
 def test_unrelated_constant_change_does_not_recompute(ps, calls):
@@ -190,15 +180,6 @@ def test_unrelated_constant_change_does_not_recompute(ps, calls):
     ps.run("y")
     ps.exec("OTHER = 99")
     assert _rerun(ps, "y", calls)[:2] == ("cached", 0)
-
-
-def test_notebook_class_method_change_recomputes(ps, calls):
-    ps.exec("class Scaler:\n    def apply(self, x):\n        return x * 2\n")
-    ps.cell("def y() -> int:\n    hnb_calls.log.append('y')\n    return Scaler().apply(3)\n")
-    assert ps.run("y")["y"] == 6
-    assert _rerun(ps, "y", calls)[:2] == ("cached", 0)
-    ps.exec("class Scaler:\n    def apply(self, x):\n        return x * 2 + 1\n")
-    assert _rerun(ps, "y", calls) == ("computed", 1, 7)
 
 
 def test_instance_of_redefined_notebook_class_recomputes(nb, calls):

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from jupyter_core.utils import run_sync
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -37,6 +38,17 @@ def _model_output(nb) -> str:
     return cell.outputs[0]["data"]["text/plain"]
 
 
+def _probe(client, nb, code: str) -> str:
+    """Run one extra cell (not kept in the notebook) and return its stdout."""
+    cell = nbformat.v4.new_code_cell(code)
+    nb.cells.append(cell)
+    try:
+        client.execute_cell(cell, len(nb.cells) - 1)
+    finally:
+        nb.cells.pop()
+    return _stdout(cell).strip()
+
+
 def test_notebook_after_kernel_restart_computes_nothing(tmp_path, monkeypatch):
     monkeypatch.delenv("HAMILTON_NB_CACHE", raising=False)  # the default: a folder in the cwd
     path = tmp_path / NOTEBOOK.name
@@ -52,8 +64,12 @@ def test_notebook_after_kernel_restart_computes_nothing(tmp_path, monkeypatch):
         assert set(first) == {"raw", "clean", "features", "model"}
         assert all(s[0] == "computed" for s in first.values()), first
 
-        client.km.restart_kernel(now=True)
-        client.kc.wait_for_ready(timeout=60)
+        _probe(client, nb, "_before_restart = True")
+        # nbclient's managers are async: run_sync, else the restart is silently never awaited.
+        run_sync(client.km.restart_kernel)(now=True)
+        run_sync(client.kc.wait_for_ready)(timeout=60)
+        assert _probe(client, nb, "print('_before_restart' in globals())") == "False", \
+            "the kernel was not restarted"
         _run_all(client, nb)
 
     second = _statuses(nb)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import itertools
 import re
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -59,6 +60,7 @@ FILTERS: dict[str, frozenset[str] | None] = {
     "failed": frozenset({"failed"}),
 }
 SORTS = ("dag", "duration")
+FLUSH_S = 0.1  # live updates during a run: at most ten a second
 
 
 @dataclass(frozen=True)
@@ -325,6 +327,10 @@ class Panel(W.VBox):
         self._run_events: list[NodeEvent] = []  # of the run in progress / the last run
         self._running = False
         self._live: dict[str, str] = {}  # node -> "queued" | "running" during a run
+        # Rows changed during a run, sent to the browser at most every FLUSH_S: a 500-node
+        # all-hit run would otherwise send a thousand widget messages.
+        self._dirty: set[str] = set()
+        self._last_flush = 0.0
         self._cleared: set[str] = set()
         self._armed = False
         self._handle: Any = None
@@ -429,14 +435,23 @@ class Panel(W.VBox):
             self.table.children = children
 
     def _update_row(self, name: str) -> None:
-        """Cheap update of one row during a run (no stale check, no re-sort)."""
+        """Cheap update of one row during a run (no stale check, no re-sort), throttled."""
         if name not in self.session.dag.nodes or self.session.dag.nodes[name].user_defined:
             return
-        self.rows[name] = self._row(name, set(), {e.node for e in self._run_events})
-        view = self._views.get(name)
-        if view is not None:
-            view.info.value = _row_html(self.rows[name])
+        self._dirty.add(name)
+        if time.monotonic() - self._last_flush >= FLUSH_S:
+            self._flush()
+
+    def _flush(self) -> None:
+        in_last = {e.node for e in self._run_events}
+        for name in self._dirty:
+            self.rows[name] = self._row(name, set(), in_last)
+            view = self._views.get(name)
+            if view is not None:
+                view.info.value = _row_html(self.rows[name])
+        self._dirty.clear()
         self.summary.value = f"<b>{html.escape(self.summary_text())}</b>"
+        self._last_flush = time.monotonic()
 
     # -- events --------------------------------------------------------------------------------
 
@@ -462,6 +477,7 @@ class Panel(W.VBox):
         elif isinstance(ev, RunFinished):
             self._running = False
             self._live.clear()
+            self._dirty.clear()
             self.refresh()
         elif isinstance(ev, DagChanged) and not self._running:
             self.refresh()

@@ -17,6 +17,7 @@ from IPython.utils.capture import capture_output
 from ipywidgets.widgets.widget import _instances  # every open widget: a leak shows here
 from nbconvert import HTMLExporter
 
+import hamilton_nb.widget
 from hamilton_nb.events import NodeEvent, NodeStarted
 from hamilton_nb.report import summary_line
 from hamilton_nb.widget import Panel, panel_for
@@ -195,7 +196,8 @@ def test_sort_by_duration_puts_the_slowest_node_first(ps: Any) -> None:
     assert shown(panel) == ["a", "b", "c"]
 
 
-def test_rows_update_live_while_a_run_progresses(pipe: Any) -> None:
+def test_rows_update_live_while_a_run_progresses(pipe: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(hamilton_nb.widget, "FLUSH_S", 0.0)  # every event reaches the browser
     panel = panel_for(pipe.s)
     seen: list[tuple[str, dict[str, str], str, str]] = []
 
@@ -316,3 +318,16 @@ def test_help_lists_the_panel_subcommand(nb: Any) -> None:
     with capture_output() as out:
         nb.line("help")
     assert "%hamilton panel" in textwrap.dedent(out.stdout)
+
+
+def test_a_big_run_sends_few_updates_and_ends_exact(ps: Any) -> None:
+    body = "\n".join(f"def n{i}() -> int:\n    return {i}\n" for i in range(300))
+    ps.cell(body)
+    panel = panel_for(ps.s)
+    changes: list[str] = []
+    panel.summary.observe(lambda change: changes.append(change["new"]), "value")
+    ps.run(*[f"n{i}" for i in range(300)])
+    # throttled to ten updates a second: far fewer than the 600 node events of the run
+    assert len(changes) < 150, len(changes)
+    assert set(statuses(panel).values()) == {"computed"}
+    assert "300 nodes: 300 computed" in panel.summary.value

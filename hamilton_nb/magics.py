@@ -29,7 +29,7 @@ HELP = """\
   --inputs EXPR           external inputs: a dict expression, e.g. "dict(path='data.csv')"
   --overrides EXPR        node values to use instead of computing them (dict expression)
   --config EXPR           set Hamilton's config (dict expression) for the whole DAG
-  --name NAME             cell identity when the front-end sends no cell id
+  --name NAME             the cell's identity in the DAG (default: the notebook cell id)
   --no-bind               do not bind results in the notebook namespace
   -q, --quiet             show no report
 
@@ -166,7 +166,7 @@ class HamiltonMagics(Magics):
 
     @line_cell_magic
     def hamilton(self, line: str, cell: str | None = None) -> Any:
-        """Hamilton dataflows with an incremental cache. ``%hamilton help`` lists everything."""
+        # The docstring is HELP (set below), so `%hamilton?` shows the whole reference.
         if cell is None:
             return self._line(line)
         args = _CELL.parse_args(self._split(line))
@@ -298,6 +298,9 @@ class HamiltonMagics(Magics):
             return None
         raise UsageError(f"Unknown or incomplete `%hamilton cache {' '.join(rest)}`. "
                          f"`%hamilton help` lists the cache subcommands.")
+
+
+HamiltonMagics.hamilton.__doc__ = HELP
 
 
 def dag_text(session: Session) -> str:

@@ -48,7 +48,7 @@ class CommBridge:
         # Serialises sends between the kernel thread and the throttle timer thread.
         self._lock = threading.RLock()
         self._last_send = 0.0
-        self._pending: dict | None = None
+        self._pending = False  # a state change is waiting for the throttle window
         self._timer: threading.Timer | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -85,7 +85,7 @@ class CommBridge:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            self._pending = None
+            self._pending = False
         try:
             manager = _comm.get_comm_manager()
             if manager.targets.get(TARGET) == self._on_open:
@@ -163,7 +163,7 @@ class CommBridge:
     def _broadcast(self, data: dict) -> None:
         with self._lock:
             self._last_send = time.monotonic()
-            self._pending = None
+            self._pending = False
             for c in list(self._comms.values()):
                 try:
                     c.send(data)
@@ -179,20 +179,20 @@ class CommBridge:
         if not self._started or not self._comms:
             return
         try:
-            msg = self._state_message()
             finished = getattr(event, "kind", None) == "run_finished"
-            running = bool(msg["state"].get("running"))
+            running = bool(self.session.running) and not finished
             with self._lock:
                 wait = self._last_send + THROTTLE_S - time.monotonic()
                 if finished or not running or wait <= 0:
                     if self._timer is not None:
                         self._timer.cancel()
                         self._timer = None
-                    self._broadcast(msg)
+                    self._broadcast(self._state_message())
                     return
-                # Throttled: keep the newest snapshot and send it when the window ends, so a
-                # long-running node does not leave the front-end showing an outdated state.
-                self._pending = msg
+                # Throttled: the state is built only when the window ends (building it for
+                # every event of a 500-node run cost seconds), so a long-running node does not
+                # leave the front-end showing an outdated state either.
+                self._pending = True
                 if self._timer is None:
                     self._timer = threading.Timer(wait, self._flush)
                     self._timer.daemon = True
@@ -201,11 +201,15 @@ class CommBridge:
             log.exception("hamilton_nb: could not push state to the front-end")
 
     def _flush(self) -> None:
-        with self._lock:
-            self._timer = None
-            msg = self._pending
-            if msg is not None and self._started:
-                self._broadcast(msg)
+        # Timer thread, while the kernel thread runs nodes: dag_state() reads a snapshot of
+        # the session's event map, and the DAG does not change during a run.
+        try:
+            with self._lock:
+                self._timer = None
+                if self._pending and self._started:
+                    self._broadcast(self._state_message())
+        except Exception:
+            log.exception("hamilton_nb: could not push state to the front-end")
 
 
 def _data(msg: Any) -> dict:

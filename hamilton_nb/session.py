@@ -363,17 +363,18 @@ class Session:
             ev = self.node_events.get(name)
             if n.user_defined or ev is None or ev.status in (Status.FAILED, Status.SKIPPED):
                 continue  # failed/skipped say more than "stale", and have no value to be stale
-            if any(d.name in stale for d in n.dependencies):
+            deps = self.dag.deps[name]
+            if any(d in stale for d in deps):
                 stale.add(name)
                 continue
             cv, _ = runner._code_version(n, name)
             if cv != ev.code_version:
                 stale.add(name)
                 continue
-            for d in n.dependencies:
-                dev = self.node_events.get(d.name)
-                if dev is not None and dev.at > ev.at and dev.data_version != _dep_dv(self, name,
-                                                                                       d.name):
+            for d in deps:
+                dev = self.node_events.get(d)
+                newer = dev is not None and dev.at > ev.at
+                if newer and dev.data_version != _dep_dv(self, name, d):
                     stale.add(name)
                     break
         return stale
@@ -515,7 +516,7 @@ class Session:
                 "name": name,
                 "cell_id": cell.frontend_id if (cell := self.dag.cell_of(name)) else None,
                 "kind": "input" if n.user_defined else "function",
-                "deps": [d.name for d in n.dependencies],
+                "deps": list(self.dag.deps[name]),
                 "status": status,
                 "reason": ev.reason if ev else "",
                 "duration": ev.duration if ev else None,

@@ -61,6 +61,7 @@ FILTERS: dict[str, frozenset[str] | None] = {
 }
 SORTS = ("dag", "duration")
 FLUSH_S = 0.1  # live updates during a run: at most ten a second
+MAX_ROWS = 100  # rows shown before "show all": each row is five widgets in the browser
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,11 @@ class Panel(W.VBox):
         self.preview = W.HTML()
         self.preview.add_class("hnbw-preview")
         self._header = _header()
-        self.tabs = W.Tab(children=[W.VBox([self._header, self.table]), self.graph],
+        self.more = W.Button(layout=W.Layout(display="none"))
+        self.more.add_class("hnbw-more")
+        self._show_all = False
+        self.more.on_click(lambda _b: self._expand())
+        self.tabs = W.Tab(children=[W.VBox([self._header, self.table, self.more]), self.graph],
                           titles=("nodes", "graph"))
         self.children = [self.summary, W.HBox([self.filter, self.sort]), self.tabs,
                          self.message, self.preview]
@@ -422,7 +427,14 @@ class Panel(W.VBox):
             if name not in self.rows:  # the node left the DAG: free its widgets
                 self._views.pop(name).close()
         children = []
-        for row in self.visible_rows():
+        rows = self.visible_rows()
+        shown = rows if self._show_all else rows[:MAX_ROWS]
+        if len(shown) < len(rows):
+            self.more.description = f"show all {len(rows)} nodes"
+            self.more.layout.display = None
+        else:
+            self.more.layout.display = "none"
+        for row in shown:
             view = self._views.get(row.node)
             if view is None:
                 view = self._views[row.node] = _RowView(self, row.node)
@@ -452,6 +464,10 @@ class Panel(W.VBox):
         self._dirty.clear()
         self.summary.value = f"<b>{html.escape(self.summary_text())}</b>"
         self._last_flush = time.monotonic()
+
+    def _expand(self) -> None:
+        self._show_all = True
+        self._render_table()
 
     # -- events --------------------------------------------------------------------------------
 

@@ -331,3 +331,16 @@ def test_a_big_run_sends_few_updates_and_ends_exact(ps: Any) -> None:
     assert len(changes) < 150, len(changes)
     assert set(statuses(panel).values()) == {"computed"}
     assert "300 nodes: 300 computed" in panel.summary.value
+
+
+def test_a_large_dag_shows_the_first_rows_and_all_on_request(ps: Any) -> None:
+    body = "\n".join(f"def n{i}() -> int:\n    return {i}\n" for i in range(150))
+    ps.cell(body)
+    ps.run(*[f"n{i}" for i in range(150)])
+    panel = panel_for(ps.s)
+    assert len(panel.table.children) == hamilton_nb.widget.MAX_ROWS
+    assert panel.more.description == "show all 150 nodes"
+    assert panel.more.layout.display != "none"
+    panel.more.click()
+    assert len(panel.table.children) == 150
+    assert panel.more.layout.display == "none"

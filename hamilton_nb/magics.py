@@ -19,7 +19,7 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
 
 from .graph import CellError
-from .report import RunReport
+from .report import DagView, RunReport
 from .session import RunFailed, Session, SessionError
 
 HELP = """\
@@ -214,7 +214,7 @@ class HamiltonMagics(Magics):
         return self.session.status()
 
     def _cmd_dag(self, rest: list[str]) -> None:
-        print(dag_text(self.session))
+        display(DagView(dag_text(self.session), self.session.dag_state()))
 
     def _cmd_why(self, rest: list[str]) -> None:
         if len(rest) != 1:

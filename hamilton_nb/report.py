@@ -83,3 +83,25 @@ class RunReport:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return {"text/plain": repr(self), "text/html": self._repr_html_()}
+
+
+DAG_MIME = "application/vnd.hamilton-nb.run+json"  # drawn by the JupyterLab extension
+
+
+class DagView:
+    """The live DAG: text everywhere, drawn as a graph by the JupyterLab extension — also in a
+    saved notebook reopened without a kernel (the state travels in the output)."""
+
+    def __init__(self, text: str, state: dict[str, Any]) -> None:
+        self.text = text
+        self.state = state
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return {
+            "text/plain": self.text,
+            "text/html": f"<pre class='hnb-dag'>{html.escape(self.text)}</pre>",
+            DAG_MIME: {"state": self.state},
+        }

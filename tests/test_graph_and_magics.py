@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
 
 import hamilton_nb
 from hamilton_nb.magics import HELP
@@ -511,3 +512,15 @@ def test_cell_can_import_what_its_annotations_use(nb):
             return pd.DataFrame({"x": [1, 2]})
     """, cell_id="c1")
     assert list(nb.value("frame")["x"]) == [1, 2]
+
+
+def test_dag_output_carries_the_state_for_the_lab_renderer(nb):
+    from hamilton_nb.report import DAG_MIME
+
+    nb.cell(CHAIN, cell_id="c1")
+    with capture_output() as cap:
+        nb.line("dag")
+    bundle = cap.outputs[0].data
+    assert "b [computed] <- a" in bundle["text/plain"]
+    state = bundle[DAG_MIME]["state"]
+    assert {n["name"]: n["deps"] for n in state["nodes"]} == {"a": [], "b": ["a"], "c": ["b"]}

@@ -538,3 +538,23 @@ def test_lab_mime_renderer(lab: Lab, browser: Any, request: pytest.FixtureReques
         shot(page, "lab-mime-renderer")
     finally:
         page.close()
+
+
+@pytest.mark.browser
+def test_lab_dag_magic_draws_the_live_dag(
+    lab: Lab, browser: Any, request: pytest.FixtureRequest
+) -> None:
+    """`%hamilton dag` outputs the DAG state in the extension's MIME type: Lab draws it."""
+    path = write_notebook(lab, [("load", "code", "%load_ext hamilton_nb"), ("a", "code", CELL_A),
+                                ("b", "code", CELL_B), ("dag", "code", "%hamilton dag")])
+    page = _open_notebook(browser, lab, path, request)
+    try:
+        run_all(page)
+        out = page.locator(".jp-OutputArea-output.hnb-run-output")
+        out.locator('g.hnb-node[data-node="doubled"]').wait_for(timeout=30_000)
+        assert out.locator('g.hnb-node[data-node="raw"]').count() == 1
+        assert out.locator('g.hnb-node[data-node="doubled"]').get_attribute(
+            "data-status") == "computed"
+        shot(page, "lab-dag-magic")
+    finally:
+        page.close()

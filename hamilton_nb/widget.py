@@ -585,24 +585,30 @@ class Panel(W.VBox):
         from IPython.display import display
 
         if self._handle is not None:
-            self._handle.update(self.static_bundle(), raw=True)
+            # The snapshot is of the run that output showed, not of nodes registered since.
+            self._handle.update(self.static_bundle(last_run_only=True), raw=True)
         self._handle = display(self, display_id=True)
 
-    def static_bundle(self) -> dict[str, str]:
-        return {"text/plain": self.to_text(), "text/html": self.to_html()}
+    def static_bundle(self, last_run_only: bool = False) -> dict[str, str]:
+        rows = list(self.rows.values())
+        if last_run_only and any(r.in_last_run for r in rows):
+            rows = [r for r in rows if r.in_last_run]
+        return {"text/plain": self.to_text(rows), "text/html": self.to_html(rows)}
 
-    def to_text(self) -> str:
-        rows = [HEAD, *(r.cells() for r in self.rows.values())]
+    def to_text(self, shown: list[Row] | None = None) -> str:
+        shown = list(self.rows.values()) if shown is None else shown
+        rows = [HEAD, *(r.cells() for r in shown)]
         widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
         lines = [f"hamilton_nb — {self.summary_text()}"]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                   for r in rows]
         return "\n".join(lines)
 
-    def to_html(self) -> str:
+    def to_html(self, shown: list[Row] | None = None) -> str:
+        shown = list(self.rows.values()) if shown is None else shown
         head = "".join(f"<th style='text-align:left'>{h}</th>" for h in HEAD)
         body = []
-        for row in self.rows.values():
+        for row in shown:
             cells = row.cells()
             tds = [f"<td style='text-align:left'>{html.escape(cells[0])}</td>",
                    f"<td style='text-align:left'>{_badge(row.status, cells[1])}</td>"]
@@ -611,7 +617,8 @@ class Panel(W.VBox):
         return (f"<div class='hnbw-static'><b class='hnbw-summary-static'>hamilton_nb — "
                 f"{html.escape(self.summary_text())}</b><table><thead><tr>{head}</tr></thead>"
                 f"<tbody>{''.join(body)}</tbody></table>"
-                f"<details><summary>graph</summary>{graph_svg(self.session, self.rows)}"
+                f"<details><summary>graph</summary>"
+                f"{graph_svg(self.session, {r.node: r for r in shown})}"
                 f"</details></div>")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:

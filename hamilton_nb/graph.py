@@ -223,10 +223,6 @@ class LiveDag:
         self.deps = {name: tuple(d.name for d in n.dependencies)
                      for name, n in self.graph.nodes.items()}
 
-    def check(self, cell: CellDef) -> None:
-        """Raise CellError if registering ``cell`` would break the DAG (changes nothing)."""
-        self._build({**self.cells, cell.cell_id: cell}, self.config)
-
     def add_cell(self, cell: CellDef) -> None:
         """Register (or replace) a cell atomically: on error nothing changes."""
         cells = {**self.cells, cell.cell_id: cell}
@@ -294,18 +290,6 @@ class LiveDag:
             if name not in stop:
                 todo.extend(self.deps[name])
         return [n for n in self._order if n in need]
-
-    def downstream(self, names: Iterable[str]) -> list[str]:
-        """``names`` and everything that depends on them, in topological order."""
-        seen: set[str] = set()
-        todo = list(names)
-        while todo:
-            name = todo.pop()
-            if name in seen or name not in self.nodes:
-                continue
-            seen.add(name)
-            todo.extend(d.name for d in self.nodes[name].depended_on_by)
-        return [n for n in self._order if n in seen]
 
     @property
     def order(self) -> list[str]:

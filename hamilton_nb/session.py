@@ -14,7 +14,6 @@ import pandas as pd
 from .events import DagChanged, Event, NodeEvent, RunFinished, Status
 from .graph import CellDef, CellError, LiveDag, prepare_cell
 from .runner import BEHAVIORS, FORMATS, Lazy, MissingInputs, Runner, RunOutcome, Settings
-from .runner import explain_difference as _explain
 from .store import DiskStore, MemoryStore, Store
 from .versions import CodeVersioner
 
@@ -389,17 +388,6 @@ class Session:
                 Status.FAILED: "failed", Status.SKIPPED: "was skipped"}.get(ev.status, "ran")
         extra = f" ({ev.error})" if ev.error else ""
         return f"`{name}` {verb}: {ev.reason}{extra}."
-
-    def explain(self, name: str) -> str:
-        """Why ``name`` would recompute if run now (compares with its last cache entry)."""
-        self._check_nodes([name])
-        entry = self.store.latest(name)
-        runner = Runner(self.dag, self.store, lambda e: None, self.settings, self._static,
-                        self._config_keys)
-        runner.versioner = CodeVersioner(self._static)
-        cv, code = runner._code_version(self.dag.nodes[name], name)
-        return _explain(entry, {"code_version": cv, "code": code,
-                                "deps": entry.parts.get("deps", {}) if entry else {}}, self.dag)
 
     # -- cache management ----------------------------------------------------------------------
 

@@ -445,7 +445,6 @@ class CodeVersioner:
     def __init__(self, static_cache: dict[types.CodeType, FunctionCode]):
         self._static = static_cache  # survives runs: code objects are immutable
         self._memo: dict[int, str] = {}
-        self.explain: dict[str, dict[str, str]] = {}  # code version -> {what: version}
 
     def static(self, fn: Callable[..., Any]) -> FunctionCode:
         code = inspect.unwrap(fn).__code__

@@ -223,10 +223,20 @@ class LiveDag:
         self.deps = {name: tuple(d.name for d in n.dependencies)
                      for name, n in self.graph.nodes.items()}
 
-    def add_cell(self, cell: CellDef) -> None:
-        """Register (or replace) a cell atomically: on error nothing changes."""
+    def add_cell(self, cell: CellDef, require: Iterable[str] = ()) -> None:
+        """Register (or replace) a cell atomically: on error nothing changes.
+
+        ``require``: node names that must exist afterwards (a cell's ``--outputs``).
+        """
         cells = {**self.cells, cell.cell_id: cell}
-        self._set(self._build(cells, self.config))
+        built = self._build(cells, self.config)
+        missing = [n for n in require if n not in built[0].nodes]
+        if missing:
+            raise CellError(
+                f"Unknown output(s): {', '.join(missing)}. Nodes in the live DAG with this "
+                f"cell: {', '.join(sorted(built[0].nodes)) or 'none'}."
+            )
+        self._set(built)
         self.cells = cells
 
     def add_cells(self, new: Iterable[CellDef]) -> None:

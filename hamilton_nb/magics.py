@@ -170,24 +170,28 @@ class HamiltonMagics(Magics):
         if cell is None:
             return self._line(line)
         args = _CELL.parse_args(self._split(line))
-        if args.config is not None:
-            try:
-                self.session.set_config(self._eval_dict(args.config, "config"))
-            except SessionError as e:
-                raise UsageError(str(e)) from None
+        # Every option is checked before anything changes: a bad option leaves DAG, config and
+        # namespace as they were.
+        inputs = self._eval_dict(args.inputs, "inputs")
+        overrides = self._eval_dict(args.overrides, "overrides")
+        config = None if args.config is None else self._eval_dict(args.config, "config")
+        wanted = [o.strip() for o in (args.outputs or "").split(",") if o.strip()]
+        old_config = dict(self.session.dag.config)
         try:
-            celldef = self.session.register_cell(cell, args.name or self.cell_id, self.cell_id)
-        except CellError as e:
+            if config is not None:
+                self.session.set_config(config)
+            celldef = self.session.register_cell(cell, args.name or self.cell_id, self.cell_id,
+                                                 require=wanted)
+        except (CellError, SessionError) as e:
+            if config is not None and self.session.dag.config != old_config:
+                self.session.set_config(old_config)
             raise UsageError(str(e)) from None
         if args.register_only:
             return None
-        outputs = ([o.strip() for o in args.outputs.split(",") if o.strip()]
-                   if args.outputs else list(celldef.nodes))
+        outputs = wanted or list(celldef.nodes)
         if not outputs:
             return None
-        self._run_and_bind(outputs, self._eval_dict(args.inputs, "inputs"),
-                           self._eval_dict(args.overrides, "overrides"),
-                           not args.no_bind, args.quiet)
+        self._run_and_bind(outputs, inputs, overrides, not args.no_bind, args.quiet)
         return None
 
     def _line(self, line: str) -> Any:

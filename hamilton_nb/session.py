@@ -14,7 +14,7 @@ import pandas as pd
 from .events import DagChanged, Event, NodeEvent, RunFinished, Status
 from .graph import CellDef, CellError, LiveDag, prepare_cell
 from .runner import BEHAVIORS, FORMATS, Lazy, MissingInputs, Runner, RunOutcome, Settings
-from .store import DiskStore, MemoryStore, Store
+from .store import DiskStore, MemoryStore, Store, StoreError
 from .versions import CodeVersioner
 
 DEFAULT_CACHE_DIRNAME = ".hamilton_nb_cache"
@@ -92,9 +92,14 @@ class Session:
         return self._store
 
     def set_cache_dir(self, path: str | os.PathLike[str]) -> None:
-        """Use another cache folder from now on."""
+        """Use another cache folder from now on (opened at once: a bad path changes nothing)."""
+        try:
+            store = DiskStore(path) if self.settings.enabled else None
+        except (OSError, StoreError) as e:
+            raise SessionError(f"Cannot use {path} as the cache folder: {e}") from None
         self.close()
         self._cache_dir = Path(path)
+        self._store = store
 
     def close(self) -> None:
         """Flush and release the store (the extension calls this on unload)."""
@@ -128,7 +133,11 @@ class Session:
     # -- cells ---------------------------------------------------------------------------------
 
     def register_cell(
-        self, body: str, cell_id: str | None = None, jupyter_id: str | None = None
+        self,
+        body: str,
+        cell_id: str | None = None,
+        jupyter_id: str | None = None,
+        require: Iterable[str] = (),
     ) -> CellDef:
         """Register a ``%%hamilton`` cell body; replaces the cell with the same id.
 
@@ -142,7 +151,7 @@ class Session:
         cell = prepare_cell(cell_id, body, self.namespace, self.dag.config)
         old = self.dag.cells.get(cell_id)
         cell.jupyter_id = jupyter_id or (old.jupyter_id if old else None)
-        self.dag.add_cell(cell)  # validates; raises CellError with nothing changed
+        self.dag.add_cell(cell, require)  # validates; raises CellError with nothing changed
         removed = sorted(set(old.nodes) - set(cell.nodes)) if old else []
         for name in removed:
             self._unbind(name)

@@ -524,3 +524,23 @@ def test_dag_output_carries_the_state_for_the_lab_renderer(nb):
     assert "b [computed] <- a" in bundle["text/plain"]
     state = bundle[DAG_MIME]["state"]
     assert {n["name"]: n["deps"] for n in state["nodes"]} == {"a": [], "b": ["a"], "c": ["b"]}
+
+
+@pytest.mark.parametrize("line", ["--inputs 3", "--overrides [1]", "-o nowhere",
+                                  "--config dict(mode='x') -o nowhere", "--config 5"])
+def test_bad_cell_option_is_a_usage_error_and_changes_nothing(nb, line):
+    nb.cell("def a() -> int:\n    return 1\n", cell_id="c1")
+    before = (sorted(nb.session.dag.nodes), dict(nb.session.dag.config), dict(nb.ns))
+    with pytest.raises(UsageError):
+        nb.cell("def b(a: int) -> int:\n    return a\n", line=line, cell_id="c2")
+    after = (sorted(nb.session.dag.nodes), dict(nb.session.dag.config), dict(nb.ns))
+    assert after == before
+
+
+def test_unusable_cache_dir_is_a_usage_error_and_keeps_the_old_one(nb, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    before = nb.session.cache_dir
+    with pytest.raises(UsageError, match="Cannot use"):
+        nb.line(f"cache dir {blocker / 'cache'}")
+    assert nb.session.cache_dir == before

@@ -15,6 +15,13 @@ if (( want_browser )) && ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
+# The extension build runs yarn (jlpm); make it fetch from the registry npm is configured with,
+# which is the one this machine is known to reach.
+if command -v npm >/dev/null 2>&1 && [[ -z "${YARN_NPM_REGISTRY_SERVER:-}" ]]; then
+  registry=$(npm config get registry 2>/dev/null || true)
+  [[ -n "$registry" ]] && export YARN_NPM_REGISTRY_SERVER="${registry%/}"
+fi
+
 PY=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
   echo "==> creating .venv"

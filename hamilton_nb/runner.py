@@ -63,7 +63,7 @@ class MissingInputs(Exception):
         )
 
 
-class _RetryRun(BaseException):
+class RetryRun(BaseException):
     """A stored value turned out unreadable: its entry is gone, plan again.
 
     A BaseException on purpose: it must cross Hamilton's ``except Exception`` (which would log it
@@ -152,7 +152,7 @@ class Runner:
         for attempt in range(3):
             try:
                 return self._run_once(run_id, outputs, inputs, overrides, namespace)
-            except _RetryRun:
+            except RetryRun:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
@@ -375,7 +375,7 @@ class Runner:
                     stacklevel=2,
                 )
                 store.discard(entry)
-                raise _RetryRun(name) from e
+                raise RetryRun(name) from e
 
         return Lazy(name, entry.data_version, load)
 

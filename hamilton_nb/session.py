@@ -13,7 +13,16 @@ import pandas as pd
 
 from .events import DagChanged, Event, NodeEvent, RunFinished, Status
 from .graph import CellDef, CellError, LiveDag, prepare_cell
-from .runner import BEHAVIORS, FORMATS, Lazy, MissingInputs, Runner, RunOutcome, Settings
+from .runner import (
+    BEHAVIORS,
+    FORMATS,
+    Lazy,
+    MissingInputs,
+    RetryRun,
+    Runner,
+    RunOutcome,
+    Settings,
+)
 from .store import DiskStore, MemoryStore, Store, StoreError
 from .versions import CodeVersioner
 
@@ -269,9 +278,7 @@ class Session:
             return value
         try:
             return value.load()
-        except BaseException as e:  # _RetryRun: the entry was unreadable and is now deleted
-            if type(e).__name__ != "_RetryRun":
-                raise
+        except RetryRun:  # the entry was unreadable and is now deleted: compute it again
             return self.run([name])[name]
 
     def run_cell_nodes(self, cell_id: str) -> RunOutcome:

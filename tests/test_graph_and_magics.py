@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from dag_sources import A_TO_B
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 import hamilton_nb
 from hamilton_nb.magics import HELP
-
-A_TO_B = """
-def a() -> int:
-    hnb_calls.log.append("a")
-    return 1
-
-def b(a: int) -> int:
-    hnb_calls.log.append("b")
-    return a + 1
-"""
 
 CHAIN = A_TO_B + """
 def c(b: int) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from dag_sources import A_TO_B
 
 import hamilton_nb
 from hamilton_nb.versions import fingerprint
@@ -30,15 +31,7 @@ def _rerun(ps, node, calls, **inputs):
     return ps.statuses()[node], calls.count(node) - before, value
 
 
-CHAIN = """
-def a() -> int:
-    hnb_calls.log.append("a")
-    return 1
-
-def b(a: int) -> int:
-    hnb_calls.log.append("b")
-    return a + 1
-"""
+CHAIN = A_TO_B
 
 
 # -- code --------------------------------------------------------------------------------------

@@ -483,7 +483,7 @@ def _register_all(s: Session, cells: list[dict[str, str]], report: RestoreReport
         except CellError as e:
             report.failed_cells[cell["cell_id"]] = str(e)
             continue
-        s.namespace.update(c.published)  # a later cell may use them while being defined
+        c.commit(s.namespace)  # its imports/helpers stay: a later cell may use them
         prepared.append(c)
     try:
         s.dag.add_cells(prepared)

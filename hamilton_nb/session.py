@@ -157,14 +157,19 @@ class Session:
         """
         if cell_id is None:
             cell_id = self._fallback_cell_id(body)
+        # Runs the body in the namespace; until commit() below, rollback() undoes it.
         cell = prepare_cell(cell_id, body, self.namespace, self.dag.config)
         old = self.dag.cells.get(cell_id)
         cell.jupyter_id = jupyter_id or (old.jupyter_id if old else None)
-        self.dag.add_cell(cell, require)  # validates; raises CellError with nothing changed
+        try:
+            self.dag.add_cell(cell, require)  # validates; raises CellError with nothing changed
+        except BaseException:
+            cell.rollback(self.namespace)
+            raise
+        cell.commit(self.namespace)
         removed = sorted(set(old.nodes) - set(cell.nodes)) if old else []
         for name in removed:
             self._unbind(name)
-        self.namespace.update(cell.published)
         self._emit(DagChanged(cell_id, tuple(cell.nodes), tuple(removed)))
         return cell
 
@@ -174,7 +179,7 @@ class Session:
         try:
             names = [n.name for n in ast.parse(body).body
                      if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-        except SyntaxError:
+        except (SyntaxError, ValueError, UnicodeError):  # prepare_cell explains these
             names = []
         owners = self.dag.find_cell_for(names)
         if len(owners) == 1:
@@ -339,7 +344,7 @@ class Session:
         if name in self._pending:
             self.load_pending([name])
             return self.namespace[name]
-        return self.run([name])[name]
+        return self.run([name], self.last_inputs)[name]
 
     # -- queries -------------------------------------------------------------------------------
 

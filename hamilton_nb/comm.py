@@ -8,7 +8,10 @@
   Lab learns that the extension was loaded without polling;
 * it subscribes to session events and pushes a fresh ``state`` message on each of them
   (throttled to one message per ``THROTTLE_S`` while a run is in progress, but the state after a
-  ``run_finished`` event is always sent).
+  ``run_finished`` event is always sent, with ``running`` false);
+* after every cell the kernel runs (IPython's ``post_run_cell``) it sends the state again if it
+  changed: editing a helper or a constant in an ordinary cell makes nodes stale without any
+  hamilton_nb event.
 
 Nothing here may raise into the kernel: failures of a request are answered with an ``error``
 message, failures while pushing state are logged and dropped.
@@ -37,11 +40,14 @@ class CommBridge:
     """Serve the ``hamilton_nb`` comm target for one session.
 
     ``session`` must provide ``dag_state() -> dict``, ``subscribe(cb) -> unsubscribe``,
-    ``run_cell_nodes(cell_id)``, ``clear_cell(cell_id)`` and ``restore()``.
+    ``run_cell_nodes(cell_id)``, ``clear_cell(cell_id)`` and ``restore()``. ``shell`` (an IPython
+    shell, optional) lets the bridge re-check staleness after every cell.
     """
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, shell: Any = None) -> None:
         self.session = session
+        self.shell = shell
+        self._last_state: dict | None = None  # the state last broadcast (post_run_cell diff)
         self._comms: dict[str, Any] = {}
         self._unsubscribe: Callable[[], Any] | None = None
         self._started = False
@@ -65,6 +71,12 @@ class CommBridge:
             _comm.get_comm_manager().register_target(TARGET, self._on_open)
         except Exception:
             log.exception("hamilton_nb: could not register comm target %r", TARGET)
+        if self.shell is None:
+            from IPython import get_ipython
+
+            self.shell = get_ipython()
+        if self.shell is not None:
+            self.shell.events.register("post_run_cell", self._post_run_cell)
         try:
             self._unsubscribe = self.session.subscribe(self._on_event)
         except Exception:
@@ -81,6 +93,11 @@ class CommBridge:
         if not self._started:
             return
         self._started = False
+        if self.shell is not None:
+            try:
+                self.shell.events.unregister("post_run_cell", self._post_run_cell)
+            except ValueError:  # already gone (a shell reset drops callbacks)
+                log.debug("hamilton_nb: post_run_cell callback was not registered")
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
@@ -138,8 +155,22 @@ class CommBridge:
                 self.session.run_cell_nodes(_cell_id(data))
                 self._send(c, self._state_message())
             elif kind == "clear_cell":
-                self.session.clear_cell(_cell_id(data))
+                cell = self.session._cell(_cell_id(data))
+                n = self.session.clear_cell(_cell_id(data))
                 self._send(c, self._state_message())
+                names = ", ".join(f"`{x}`" for x in cell.nodes)
+                self._send(c, _notice(
+                    f"Cleared {n} cache entr{'y' if n == 1 else 'ies'} of {cell.title} "
+                    f"({names}); the next run recomputes "
+                    f"{'it' if len(cell.nodes) == 1 else 'them'}."
+                    if n else f"{cell.title} had nothing in the cache ({names})."))
+            elif kind == "run_stale":
+                self._send(c, _notice(self._run_stale()))
+                self._send(c, self._state_message())
+            elif kind == "cell_sources":
+                self._send(c, {"type": "cell_sources", "protocol": PROTOCOL, "cells": [
+                    {"cell_id": cell.frontend_id, "body": cell.body}
+                    for cell in self.session.dag.cells.values()]})
             elif kind == "restore":
                 report = self.session.restore()
                 self._send(c, self._state_message())
@@ -162,6 +193,8 @@ class CommBridge:
 
     def _broadcast(self, data: dict) -> None:
         with self._lock:
+            if data.get("type") == "state":
+                self._last_state = data["state"]
             self._last_send = time.monotonic()
             self._pending = False
             for c in list(self._comms.values()):
@@ -171,8 +204,46 @@ class CommBridge:
                     log.debug("hamilton_nb: send failed, dropping comm", exc_info=True)
                     self._comms.pop(c.comm_id, None)
 
-    def _state_message(self) -> dict:
-        return {"type": "state", "protocol": PROTOCOL, "state": self.session.dag_state()}
+    def _state_message(self, finished: bool = False) -> dict:
+        from .report import front_state
+
+        state = front_state(self.session)
+        if finished:
+            # run_finished is emitted inside the run, while the session still counts it as
+            # running; the state after it is the final one.
+            state["running"] = False
+        return {"type": "state", "protocol": PROTOCOL, "state": state}
+
+    def _run_stale(self) -> str:
+        """Recompute and bind every stale node (``Session.run_stale`` when it exists)."""
+        s = self.session
+        run_stale = getattr(s, "run_stale", None)
+        if run_stale is not None:
+            result = run_stale()
+            return str(result) if result is not None else "Stale nodes recomputed."
+        stale = sorted(s.stale_nodes(), key=list(s.dag.order).index)
+        if not stale:
+            return "Nothing is stale."
+        outcome = s.execute(stale, s.last_inputs)
+        s.bind(outcome)
+        if outcome.errors:
+            name, err = next(iter(outcome.errors.items()))
+            return f"Recomputing stale nodes failed at `{name}`: {type(err).__name__}: {err}"
+        return f"Recomputed {len(stale)} stale node{'s' * (len(stale) != 1)}: " + ", ".join(
+            f"`{n}`" for n in stale)
+
+    def _post_run_cell(self, result: Any = None) -> None:
+        """After any cell: send the state if it changed (a helper or constant edited in an
+        ordinary cell makes nodes stale, and no session event says so)."""
+        if not self._started or not self._comms or self.session.running:
+            return
+        try:
+            msg = self._state_message()
+            with self._lock:
+                if msg["state"] != self._last_state:
+                    self._broadcast(msg)
+        except Exception:
+            log.exception("hamilton_nb: could not push state to the front-end")
 
     # ------------------------------------------------------------------ session events
     def _on_event(self, event: Any) -> None:
@@ -187,7 +258,7 @@ class CommBridge:
                     if self._timer is not None:
                         self._timer.cancel()
                         self._timer = None
-                    self._broadcast(self._state_message())
+                    self._broadcast(self._state_message(finished=finished))
                     return
                 # Throttled: the state is built only when the window ends (building it for
                 # every event of a 500-node run cost seconds), so a long-running node does not
@@ -229,3 +300,7 @@ def _cell_id(data: dict) -> str:
 
 def _error(message: str) -> dict:
     return {"type": "error", "protocol": PROTOCOL, "message": message}
+
+
+def _notice(message: str) -> dict:
+    return {"type": "notice", "protocol": PROTOCOL, "message": message}

@@ -105,3 +105,96 @@ class DagView:
             "text/html": f"<pre class='hnb-dag'>{html.escape(self.text)}</pre>",
             DAG_MIME: {"state": self.state},
         }
+
+
+# -- what the front-ends show: true stale reasons, cleared entries, cells named as users see them
+
+
+def cell_label(session: Any, cell_id: str | None) -> str:
+    """How a person recognises a cell: by the first node it defines (internal ids mean nothing
+    to them). Falls back to the id for a cell the DAG no longer knows."""
+    if not cell_id:
+        return ""
+    cell = session.dag.cells.get(cell_id) or next(
+        (c for c in session.dag.cells.values() if c.jupyter_id == cell_id), None)
+    if cell is None:
+        return cell_id
+    names = list(cell.nodes) or list(cell.functions)
+    if not names:
+        return "(no nodes)"
+    return names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "")
+
+
+def stale_reasons(session: Any, stale: set[str] | None = None) -> dict[str, str]:
+    """One true sentence per stale node: what changed since its value was made."""
+    from .runner import Runner, explain_difference
+    from .versions import CodeVersioner
+
+    stale = session.stale_nodes() if stale is None else stale
+    if not stale:
+        return {}
+    runner = Runner(session.dag, session.store, lambda e: None, session.settings,
+                    session._static, session._config_keys)
+    runner.versioner = CodeVersioner(session._static)
+    reasons: dict[str, str] = {}
+    for name in session.dag.order:
+        if name not in stale:
+            continue
+        deps = session.dag.deps[name]
+        up = next((d for d in deps if d in stale), None)
+        if up is not None:
+            reasons[name] = f"upstream `{up}` is stale"
+            continue
+        ev = session.node_events.get(name)
+        cv, code = runner._code_version(session.dag.nodes[name], name)
+        if ev is not None and cv != ev.code_version:
+            why = explain_difference(session.store.latest(name), {"code": code, "deps": {}},
+                                     session.dag)
+            reasons[name] = why if why.startswith(("code", "global", "config")) else \
+                "its code changed since it ran"
+            continue
+        newer = [d for d in deps if (dev := session.node_events.get(d)) is not None
+                 and ev is not None and dev.at > ev.at]
+        reasons[name] = (f"upstream `{newer[0]}` changed since it ran" if newer
+                         else "an upstream value changed since it ran")
+    return reasons
+
+
+def cleared_nodes(session: Any) -> set[str]:
+    """Nodes whose last value was stored in the cache but whose entries are gone since (cleared
+    or evicted): the panel must not call them "cached"."""
+    from .events import CacheNote
+
+    if not session.settings.enabled:
+        return set()
+    out = set()
+    for name, ev in session.node_events.items():
+        kept = ev.status is Status.CACHED or (
+            ev.status is Status.COMPUTED and ev.cache is CacheNote.STORED)
+        if kept and name in session.dag.nodes and session.store.latest(name) is None:
+            out.add(name)
+    return out
+
+
+def front_state(session: Any) -> dict[str, Any]:
+    """``session.dag_state()`` (docs/protocol.md) with what the front-ends add: the true reason
+    of stale nodes, ``cleared`` for nodes whose cache entry went, each cell's ``label``, and a
+    node's ``where`` (the engine it ran on) when its event says."""
+    state = session.dag_state()
+    stale = {n["name"] for n in state["nodes"] if n["status"] == "stale"}
+    reasons = stale_reasons(session, stale)
+    cleared = cleared_nodes(session)
+    for n in state["nodes"]:
+        name = n["name"]
+        if name in reasons:
+            n["reason"] = reasons[name]
+        elif name in cleared and n["status"] in ("cached", "computed"):
+            n["status"] = "cleared"
+            n["reason"] = "its cache entry was cleared: the next run recomputes it"
+        ev = session.node_events.get(name)
+        where = getattr(ev, "where", None) or getattr(ev, "engine", None)
+        if where:
+            n["where"] = str(where)
+    for c in state["cells"]:
+        c["label"] = cell_label(session, c["cell_id"])
+    return state

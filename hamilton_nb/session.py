@@ -355,7 +355,11 @@ class Session:
 
     def status(self) -> pd.DataFrame:
         """Every node of the live DAG: the cell defining it and its state."""
+        from .report import stale_reasons
+
         stale = self.stale_nodes()
+        # A stale node's last event says why it ran then; what made it stale since is news.
+        reasons = stale_reasons(self, stale)
         rows = []
         for name in self.dag.order:
             n = self.dag.nodes[name]
@@ -367,7 +371,7 @@ class Session:
             else:
                 state = ev.status.value if ev else "never_run"
             rows.append({"node": name, "cell_id": self.dag.node_cell.get(name), "state": state,
-                         "reason": ev.reason if ev else ""})
+                         "reason": reasons.get(name) or (ev.reason if ev else "")})
         return pd.DataFrame(rows, columns=["node", "cell_id", "state", "reason"])
 
     def stale_nodes(self) -> set[str]:

@@ -18,6 +18,8 @@ Every node ends in exactly one :class:`~hamilton_nb.events.NodeEvent`.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 import traceback
 import warnings
@@ -74,15 +76,19 @@ class RetryRun(BaseException):
 class Lazy:
     """A cached value that has not been read from disk yet."""
 
-    __slots__ = ("_load", "data_version", "node")
+    __slots__ = ("_load", "data_version", "entry", "node")
 
-    def __init__(self, node: str, data_version: str | None, load: Callable[[], Any]):
+    def __init__(self, node: str, data_version: str | None, load: Callable[..., Any],
+                 entry: Entry | None = None):
         self.node = node
         self.data_version = data_version
         self._load = load
+        self.entry = entry
 
-    def load(self) -> Any:
-        return self._load()
+    def load(self, verify: bool = True) -> Any:
+        """Read the value (memory-mapped where the format allows). ``verify=False`` skips the
+        checksum of the value file: the caller verifies ``entry`` later (see Session.bind)."""
+        return self._load(verify)
 
     def __repr__(self) -> str:
         return f"<cached value of {self.node!r}, not loaded>"
@@ -102,6 +108,9 @@ class Settings:
     enabled: bool = True
     behavior: dict[str, str] = field(default_factory=dict)
     format: dict[str, str] = field(default_factory=dict)
+    # How data loaders' files are versioned: "content" (hash) or "stat" (size + mtime).
+    file_check: str = "content"
+    warned: set[str] = field(default_factory=set)  # nodes already warned about (once each)
 
 
 @dataclass
@@ -165,6 +174,9 @@ class Runner:
         self.events: list[NodeEvent] = []
         self.errors: dict[str, BaseException] = {}
         self.run_id = run_id
+        self.stored: dict[str, Entry] = {}  # entries written in this run
+        self.sizes: dict[str, int] = {}  # stored size of values in this run (mutation check)
+        self.mutated: set[str] = set()  # values a node changed in place (see _check_mutation)
         refresh = getattr(self.store, "refresh", None)
         if refresh is not None:
             refresh()  # entries other kernels wrote since our last run
@@ -191,13 +203,26 @@ class Runner:
             if any(d in blocked for d in deps[name]):
                 blocked.add(name)
                 continue
-            key, _ = self._key(n, name)
+            files = None
+            if _reads_source(n):
+                if any(not graph_nodes[d].user_defined and d not in overrides
+                       for d in deps[name]):
+                    blocked.add(name)  # it reads a path a node computes: keyed once executed
+                    continue
+                files = self._loader_files(name, n, {
+                    d: overrides[d] if d in overrides else ext_values.get(d, _ABSENT)
+                    for d in deps[name]})
+                if files is None:  # not a local file: it runs every time
+                    blocked.add(name)
+                    continue
+            key, _ = self._key(n, name, files)
             entry = self.store.lookup(key) if key and beh == "default" else None
             if entry is None or entry.parts.get("volatile"):
                 blocked.add(name)
                 continue
             hits[name] = entry
             self.dv[name] = entry.data_version
+            self.sizes[name] = entry.size
             self._emit_hit(name, entry, "code and inputs unchanged")
 
         values: dict[str, Any] = {}
@@ -223,6 +248,9 @@ class Runner:
             for o in outputs:
                 if o in computed and not isinstance(computed[o], _Failed):
                     values[o] = computed[o]
+                    if o in self.mutated and o in self.stored:
+                        # A node changed it in place: hand out the value as it was computed.
+                        values[o] = self._lazy(o, self.stored[o])
         else:
             for o in outputs:
                 if o in hits:
@@ -286,11 +314,9 @@ class Runner:
     def _behavior(self, n: Node, name: str) -> str:
         if not self.settings.enabled:
             return "disable"
-        # Hamilton data loaders (@load_from, @dataloader) read something outside the DAG: they
-        # always run (and storing what they read would only duplicate the source on disk);
-        # early cutoff keeps their dependants cached when the data is the same.
-        loader_default = "disable" if n.tags.get("hamilton.data_loader") is True else "default"
-        beh = self.settings.behavior.get(name) or n.tags.get("cache.behavior") or loader_default
+        # Hamilton data loaders (@load_from, @dataloader) are keyed on the files they read
+        # (see _loader_files); one whose source is not a local file runs every time.
+        beh = self.settings.behavior.get(name) or n.tags.get("cache.behavior") or "default"
         return str(getattr(beh, "value", beh)).lower()
 
     def _format(self, n: Node) -> str:
@@ -336,18 +362,70 @@ class Runner:
             self._static[static_key] = result
         return result
 
-    def _key(self, n: Node, name: str) -> tuple[str | None, dict[str, Any]]:
-        """Cache key of ``n`` and what it is made of; None when it cannot be known."""
+    def _key(
+        self, n: Node, name: str, files: str | None = None
+    ) -> tuple[str | None, dict[str, Any]]:
+        """Cache key of ``n`` and what it is made of; None when it cannot be known.
+
+        ``files``: for a data loader, the versions of the files it reads."""
         cv, code_parts = self._code_version(n, name)
         deps = {d: self.dv.get(d, "<absent>") for d in self.dag.deps[name]}
         parts = {"code_version": cv, "code": code_parts, "deps": deps}
+        if files is not None:
+            parts["files"] = files
         self.parts[name] = parts
         if cv is None or any(v is None for v in deps.values()):
             return None, parts
         key = hash_strings(
-            str(FORMAT_VERSION), name, cv, *(f"{k}={v}" for k, v in sorted(deps.items()))
+            str(FORMAT_VERSION), name, cv, *(f"{k}={v}" for k, v in sorted(deps.items())),
+            *((f"files={files}",) if files is not None else ()),
         )
         return key, parts
+
+    def _loader_files(self, name: str, n: Node, dep_values: Mapping[str, Any]) -> str | None:
+        """Versions of the local files a data loader names (literal arguments of
+        ``@load_from.x(path=value(...))``, defaults, and the values of its inputs); None when
+        its source is not a local file (a URL, a database, a path built in its body): such a
+        loader runs every time, and says so once per session."""
+        candidates: list[Any] = [*(n.callable.__defaults__ or ()),
+                                 *(n.callable.__kwdefaults__ or {}).values()]
+        for v in dep_values.values():
+            if isinstance(v, Lazy):
+                entry = v.entry
+                if entry is None or entry.size is None or entry.size > _SMALL_INPUT:
+                    continue  # a big upstream value is data, not a path
+                v = v.load()
+            candidates.append(v)
+        paths: list[str] = []
+        remote: list[str] = []
+        todo = list(candidates)
+        while todo:
+            v = todo.pop()
+            if isinstance(v, dict):
+                todo.extend(v.values())
+            elif isinstance(v, list | tuple):
+                todo.extend(v)
+            elif isinstance(v, str | os.PathLike):
+                text = os.fspath(v)
+                if not isinstance(text, str):
+                    continue
+                if "://" in text and not text.startswith("file://"):
+                    remote.append(text)
+                elif len(text) < 4096 and os.path.exists(text.removeprefix("file://")):
+                    paths.append(text.removeprefix("file://"))
+        if remote or not paths:
+            if name not in self.settings.warned:
+                self.settings.warned.add(name)
+                what = f"`{remote[0]}`" if remote else "no local file in its arguments"
+                warnings.warn(
+                    f"hamilton_nb: data loader `{name}` reads {what}, which hamilton_nb cannot "
+                    f"version, so it runs on every run (its dependants stay cached when the data "
+                    f"is the same). Pass the file's path as an argument to have it cached.",
+                    stacklevel=2,
+                )
+            return None
+        by = self.settings.file_check
+        return hash_strings(*sorted(fingerprint(DataFile(p, by=by)) for p in set(paths)))
 
     # -- events -------------------------------------------------------------------------------
 
@@ -366,9 +444,9 @@ class Runner:
     def _lazy(self, name: str, entry: Entry) -> Lazy:
         store = self.store
 
-        def load() -> Any:
+        def load(verify: bool = True) -> Any:
             try:
-                return store.load(entry)
+                return store.load(entry, verify=verify)
             except CorruptEntry as e:
                 warnings.warn(
                     f"hamilton_nb: {e}. The entry was dropped and `{name}` is recomputed.",
@@ -377,7 +455,7 @@ class Runner:
                 store.discard(entry)
                 raise RetryRun(name) from e
 
-        return Lazy(name, entry.data_version, load)
+        return Lazy(name, entry.data_version, load, entry)
 
     # -- execution (called by Hamilton through the adapter) ----------------------------------
 
@@ -392,7 +470,12 @@ class Runner:
             self.emit(ev)
             return _Failed(name)
         beh = self._behavior(n, name)
-        key, parts = self._key(n, name)
+        files = None
+        if _reads_source(n):
+            files = self._loader_files(name, n, kwargs)
+            if files is None:
+                beh = "disable"
+        key, parts = self._key(n, name, files)
         if beh == "default" and key is not None:
             entry = self.store.lookup(key)
             # early cutoff: an upstream recomputed to the same data
@@ -403,7 +486,7 @@ class Runner:
                 return self._lazy(name, entry)
         reason = self.explain_miss(n, key, parts, beh)
         self.emit(NodeStarted(self.run_id, name))
-        args = {k: (v.load() if isinstance(v, Lazy) else v) for k, v in kwargs.items()}
+        args = {k: self._input_value(k, v) for k, v in kwargs.items()}
         t0 = time.perf_counter()
         try:
             value = n(**args)
@@ -418,12 +501,45 @@ class Runner:
             self.emit(ev)
             return _Failed(name)
         duration = time.perf_counter() - t0
+        # Inputs read from the cache are private copy-on-write maps: changing them changes
+        # nothing shared (and a parquet round trip may fingerprint differently): not checked.
+        self._check_mutation(name, {k: v for k, v in args.items()
+                                    if not isinstance(kwargs[k], Lazy)})
         note, size, dv = self._record(n, key, parts, value, beh, duration)
         ev = NodeEvent(self.run_id, name, Status.COMPUTED, reason, self._cell(name), duration,
                        0.0, size, note, code_version=parts["code_version"], data_version=dv)
         self.events.append(ev)
         self.emit(ev)
         return value
+
+    def _input_value(self, name: str, value: Any) -> Any:
+        if isinstance(value, Lazy):
+            return value.load()  # a fresh copy-on-write map for each node that reads it
+        if name in self.mutated and name in self.stored:
+            # An earlier node changed this computed value in place: later nodes get it as it
+            # was computed — exactly what they would get from the cache.
+            return self.store.load(self.stored[name])
+        return value
+
+    def _check_mutation(self, node: str, args: Mapping[str, Any]) -> None:
+        """Warn when ``node`` changed one of its inputs in place (fingerprint again)."""
+        for dep, value in args.items():
+            before = self.dv.get(dep)
+            if before in (None, IGNORED, "<absent>") or not _cheap_to_check(
+                    value, self.sizes.get(dep)):
+                continue
+            try:
+                after = fingerprint(value)
+            except Unhashable:
+                continue
+            if after != before:
+                self.mutated.add(dep)
+                warnings.warn(
+                    f"hamilton_nb: node `{node}` changed its input `{dep}` in place. Other "
+                    f"nodes and the notebook get `{dep}` as it was computed; make `{node}` work "
+                    f"on a copy (e.g. `{dep} = {dep}.copy()`) so its result does not depend on "
+                    f"that.", stacklevel=2,
+                )
 
     def _record(self, n, key, parts, value, beh, duration):
         name = n.name
@@ -455,14 +571,16 @@ class Runner:
                 f"`@cache(behavior=\"disable\")` to silence this.", stacklevel=2,
             )
             return CacheNote.UNPICKLABLE, None, dv
+        self.stored[name] = entry
+        self.sizes[name] = entry.size
         return CacheNote.STORED, entry.size, dv
 
     def explain_miss(self, n: Node, key: str | None, parts: dict[str, Any], beh: str) -> str:
         """One sentence: why ``n`` must compute now."""
         if beh == "recompute":
             return "marked recompute (always runs)"
-        if n.tags.get("hamilton.data_loader") is True and n.name not in self.settings.behavior:
-            return "data loader: always reads its source"
+        if _reads_source(n) and "files" not in parts and beh == "disable":
+            return "data loader whose source is not a local file: runs every time"
         if beh == "disable":
             return "caching disabled for this node" if self.settings.enabled else "cache is off"
         if beh == "ignore":
@@ -494,6 +612,8 @@ def explain_difference(prev: Entry | None, parts: Mapping[str, Any], dag: LiveDa
                 return f"config `{k[7:]}` changed"
             kind = "helper" if str(v).startswith("fn:") else "global"
             return f"code of {kind} `{k}` changed" if kind == "helper" else f"global `{k}` changed"
+    if prev.parts.get("files") != parts.get("files"):
+        return "a file the data loader reads changed"
     old_deps, new_deps = prev.parts.get("deps", {}), parts.get("deps", {})
     for dep, dv in new_deps.items():
         if old_deps.get(dep) != dv:
@@ -514,6 +634,32 @@ class _CacheAdapter(BaseDoNodeExecute):
     def do_node_execute(self, *, run_id: str, node_: Node, kwargs: dict[str, Any],
                         task_id: str | None = None) -> Any:
         return self.runner.execute_node(node_, kwargs)
+
+
+_SMALL_INPUT = 1 << 16  # an upstream value this small may be a path a data loader reads
+
+
+def _reads_source(n: Node) -> bool:
+    """The node of a Hamilton data loader that actually reads (``@load_from``'s load_data,
+    ``@dataloader``'s function); its companion filter node is an ordinary cached node."""
+    return (n.tags.get("hamilton.data_loader") is True
+            and n.tags.get("hamilton.data_loader.has_metadata") is True)
+
+
+MUTATION_CHECK_BYTES = 64 * 2**20  # inputs larger than this are not fingerprinted again
+
+
+def _cheap_to_check(value: Any, stored_size: int | None) -> bool:
+    """Whether fingerprinting ``value`` again after a node ran is cheap enough to do always."""
+    nbytes = getattr(value, "nbytes", None)  # numpy, pandas Series, arrow
+    if isinstance(nbytes, int):
+        return nbytes <= MUTATION_CHECK_BYTES
+    usage = getattr(value, "memory_usage", None)  # DataFrame
+    if callable(usage) and hasattr(value, "columns"):
+        return int(usage(index=True, deep=False).sum()) <= MUTATION_CHECK_BYTES
+    if stored_size is not None:
+        return stored_size <= MUTATION_CHECK_BYTES
+    return sys.getsizeof(value) <= MUTATION_CHECK_BYTES
 
 
 class _Absent:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .events import NodeEvent, Status
@@ -44,28 +44,55 @@ def summary_line(events: Sequence[NodeEvent]) -> str:
 
 
 class RunReport:
-    """What a run did, rendered as a table wherever widgets are unavailable."""
+    """What a run did, where widgets are unavailable (a terminal IPython, nbconvert).
 
-    def __init__(self, events: Sequence[NodeEvent], title: str = "hamilton_nb") -> None:
+    One summary line, then only the rows worth reading: nodes that computed, failed or were
+    skipped, and nodes of the DAG that are stale. A cached node is counted in the summary line,
+    not listed (a 56-node notebook printed 200 rows per cell); ``%hamilton panel`` shows all.
+    """
+
+    def __init__(self, events: Sequence[NodeEvent], title: str = "hamilton_nb",
+                 stale: Mapping[str, str] | None = None,
+                 cells: Mapping[str, str] | None = None) -> None:
         self.events = list(events)
         self.title = title
+        self.stale = dict(stale or {})  # stale node -> why
+        self.cells = dict(cells or {})  # cell id -> the name users know it by
 
     def _rows(self) -> list[tuple[str, ...]]:
-        return [
+        rows = [
             (e.node, e.status.value, e.reason + (f": {e.error}" if e.error else ""),
              human_seconds(e.duration) if e.status is not Status.CACHED else "",
-             human_seconds(e.saved) if e.saved else "", human_bytes(e.size), e.cell_id or "")
-            for e in self.events
+             human_seconds(e.saved) if e.saved else "", human_bytes(e.size),
+             self.cells.get(e.cell_id or "", e.cell_id or ""))
+            for e in self.events if e.status is not Status.CACHED and e.node not in self.stale
         ]
+        rows += [(n, "stale", why, "", "", "", "") for n, why in self.stale.items()]
+        return rows
 
     _HEAD = ("node", "status", "why", "took", "saved", "size", "cell")
 
+    def _summary(self) -> str:
+        line = summary_line(self.events)
+        if self.stale:
+            line += f" · {len(self.stale)} stale"
+        return line
+
+    def _omitted(self) -> int:
+        return sum(1 for e in self.events if e.status is Status.CACHED
+                   and e.node not in self.stale)
+
     def __repr__(self) -> str:
-        rows = [self._HEAD, *self._rows()]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(self._HEAD))]
-        lines = [summary_line(self.events)]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                  for r in rows]
+        body = self._rows()
+        lines = [self._summary()]
+        if body:
+            rows = [self._HEAD, *body]
+            widths = [max(len(r[i]) for r in rows) for i in range(len(self._HEAD))]
+            lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                      for r in rows]
+        if body and self._omitted():
+            lines.append(f"({self._omitted()} cached not listed: `%hamilton panel` shows every "
+                         f"node)")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -76,10 +103,9 @@ class RunReport:
             + "</tr>"
             for r in self._rows()
         )
-        return (
-            f"<div class='hnb-report'><b>{html.escape(summary_line(self.events))}</b>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
-        )
+        table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>" \
+            if body else ""
+        return (f"<div class='hnb-report'><b>{html.escape(self._summary())}</b>{table}</div>")
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return {"text/plain": repr(self), "text/html": self._repr_html_()}
@@ -198,3 +224,57 @@ def front_state(session: Any) -> dict[str, Any]:
     for c in state["cells"]:
         c["label"] = cell_label(session, c["cell_id"])
     return state
+
+
+def run_report(session: Any, events: Sequence[NodeEvent]) -> RunReport:
+    """The terminal report of a run: summary, computed/failed/stale rows, cells by name."""
+    stale = session.stale_nodes()
+    cells = {e.cell_id: cell_label(session, e.cell_id) for e in events if e.cell_id}
+    return RunReport(events, stale=stale_reasons(session, stale), cells=cells)
+
+
+def interrupt_note(events: Sequence[NodeEvent]) -> str:
+    """What an interrupted run kept, for the KeyboardInterrupt message."""
+    kept = [e.node for e in events if e.status in (Status.COMPUTED, Status.CACHED)]
+    if not kept:
+        return "hamilton_nb: interrupted before any node finished; nothing was kept."
+    names = ", ".join(f"`{n}`" for n in kept[:12]) + (" …" if len(kept) > 12 else "")
+    return (f"hamilton_nb: interrupted; kept {len(kept)} finished node"
+            f"{'s' * (len(kept) != 1)} ({names}) — re-run to resume from there.")
+
+
+def _library_dirs() -> tuple[str, ...]:
+    import os
+
+    import hamilton
+
+    import hamilton_nb
+
+    dirs = [os.path.dirname(hamilton_nb.__file__), os.path.dirname(hamilton.__file__)]
+    import concurrent.futures
+    import threading
+
+    dirs.append(os.path.dirname(concurrent.futures.__file__))
+    dirs.append(threading.__file__)
+    return tuple(os.path.join(d, "") if not d.endswith(".py") else d for d in dirs)
+
+
+def user_traceback(err: BaseException) -> BaseException:
+    """``err`` with a traceback of the user's frames only: the frames of hamilton_nb, Hamilton
+    and executor threads between the cell and the failing node tell a user nothing (85 lines
+    for a one-line mistake). The error, its chain and its notes are unchanged."""
+    import types
+
+    skip = _library_dirs()
+    frames = []
+    tb = err.__traceback__
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(skip):
+            frames.append(tb)
+        tb = tb.tb_next
+    if not frames:
+        return err
+    new: types.TracebackType | None = None
+    for t in reversed(frames):
+        new = types.TracebackType(new, t.tb_frame, t.tb_lasti, t.tb_lineno)
+    return err.with_traceback(new)

@@ -6,14 +6,23 @@ the previous output into a static snapshot (a display update to plain HTML), so 
 exactly one live panel and the earlier cells keep a record of what their run did.
 
 Where widgets cannot render (nbconvert, a terminal IPython, a notebook opened without its
-widget state) the same rows come through ``text/html`` and ``text/plain`` in the mimebundle.
+widget state) the same rows come through ``text/html`` and ``text/plain`` in the mimebundle,
+and the DAG state in the lab extension's MIME type (``report.DAG_MIME``). When a run ends, the
+output of the cell that started it is updated with its final state, so a saved notebook shows
+what each cell's run did, not the state before it.
+
+Display updates never reach back into a cell that is being executed again: nbclient (and so
+nbconvert, papermill, nbval) clears such a cell's outputs without forgetting their display ids,
+and an update then fails inside the client.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import itertools
 import re
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -33,25 +42,42 @@ from .events import (
     RunStarted,
     Status,
 )
-from .report import human_bytes, human_seconds, summary_line
+from .report import (
+    DAG_MIME,
+    cell_label,
+    cleared_nodes,
+    front_state,
+    human_bytes,
+    human_seconds,
+    stale_reasons,
+    summary_line,
+)
 from .session import Session, SessionError
 
 __all__ = ["FILTERS", "SORTS", "Panel", "Row", "available", "forget", "graph_svg", "panel_for"]
 
 # status key -> (label, colour). Keys are the public statuses plus what only the panel knows.
+# One colour language for every front-end: labextension/style/base.css uses the same colours
+# (test_widget checks that they agree).
 STATUS_STYLE: dict[str, tuple[str, str]] = {
     "cached": ("cached", "#2e7d32"),
     "computed": ("computed", "#1565c0"),
     "not_cached": ("not cached", "#00838f"),
-    "uncacheable": ("uncacheable", "#b26a00"),
+    "uncacheable": ("uncacheable", "#6d4c41"),
+    "cleared": ("cleared", "#78909c"),
     "failed": ("failed", "#c62828"),
     "skipped": ("skipped", "#757575"),
-    "stale": ("stale", "#ef6c00"),
+    "stale": ("stale", "#e6a700"),
     "running": ("running", "#6a1b9a"),
     "queued": ("queued", "#9e9e9e"),
     "never_run": ("never run", "#bdbdbd"),
     "input": ("input", "#ffffff"),
 }
+# Badges whose colour is light get dark text.
+_DARK_TEXT = frozenset({"stale", "never_run", "queued", "input"})
+# What each colour means, shown as the legend (same order in the lab extension).
+LEGEND = ("cached", "computed", "running", "queued", "stale", "failed", "skipped", "cleared",
+          "never_run")
 
 FILTERS: dict[str, frozenset[str] | None] = {
     "all": None,
@@ -96,18 +122,52 @@ class Row:
         return (self.node, self.label, self.why,
                 human_seconds(self.duration) if self.duration is not None else "",
                 human_seconds(self.saved) if self.saved else "", human_bytes(self.size),
-                self.cell_id or "")
+                self.cell or "")
+
+    cell: str = ""  # the defining cell as the user knows it (see report.cell_label)
 
 
 HEAD = ("node", "status", "why", "took", "saved", "size", "cell")
-# Fixed widths so the columns of separate row widgets line up (the full text is the tooltip).
-_WIDTHS = ("120px", "150px", "200px", "56px", "56px", "56px", "70px")
-_ACTIONS_WIDTH = "200px"
+# Column widths (flex-basis) so that the columns of separate row widgets line up; "why" takes
+# what is left, so a row fits the notebook's width. Cut text keeps its full value as tooltip.
+_WIDTHS = ("150px", "104px", "1 1 120px", "52px", "52px", "56px", "90px")
+_ACTIONS_WIDTH = "84px"
+NAME_CHARS = 20  # node names longer than this are shortened in the middle, never to the same text
 
 
 def _span_style(width: str) -> str:
-    return (f"display:inline-block;flex:0 0 {width};overflow:hidden;text-overflow:ellipsis;"
-            f"white-space:nowrap;vertical-align:middle")
+    flex = width if " " in width else f"0 0 {width}"
+    return (f"display:inline-block;flex:{flex};min-width:0;overflow:hidden;"
+            f"text-overflow:ellipsis;white-space:nowrap;vertical-align:middle")
+
+
+def short_names(names: list[str], limit: int = NAME_CHARS) -> dict[str, str]:
+    """Names that fit ``limit`` characters: long ones keep their start and end around a "…"
+    (``feature_rolling_mean_7d`` -> ``feature_ro…mean_7d``), and two names never shorten to the
+    same text (the cut is widened until they differ, up to the full names)."""
+    out: dict[str, str] = {}
+    for n in names:
+        out[n] = n if len(n) <= limit else n[: (limit - 1) // 2 + (limit - 1) % 2] + "…" + \
+            n[len(n) - (limit - 1) // 2:]
+    for _ in range(200):
+        seen: dict[str, list[str]] = {}
+        for n, short in out.items():
+            seen.setdefault(short, []).append(n)
+        clashes = [ns for ns in seen.values() if len(ns) > 1]
+        if not clashes:
+            break
+        for ns in clashes:
+            for n in ns:
+                cur = out[n]
+                if cur == n:
+                    continue
+                keep = len(cur) - 1 + 2  # one more character on each side
+                if keep >= len(n):
+                    out[n] = n
+                else:
+                    head = (keep + 1) // 2
+                    out[n] = n[:head] + "…" + n[len(n) - (keep - head):]
+    return out
 
 
 def _status_key(ev: NodeEvent) -> str:
@@ -131,16 +191,29 @@ def _css(name: str) -> str:
 
 def _badge(status: str, label: str) -> str:
     colour = STATUS_STYLE[status][1]
+    text = "#222" if status in _DARK_TEXT else "white"
     return (f"<span class='hnbw-status hnbw-status-{status}' style='background:{colour};"
-            f"color:white;border-radius:8px;padding:0 6px;white-space:nowrap'>"
+            f"color:{text};border-radius:8px;padding:0 6px;white-space:nowrap'>"
             f"{html.escape(label)}</span>")
 
 
-def _row_html(row: Row) -> str:
+def legend_html() -> str:
+    """What each colour means: the same statuses and colours as the lab extension's legend."""
+    items = "".join(
+        f"<span class='hnbw-legend-item' data-status='{k}' style='display:inline-flex;"
+        f"align-items:center;gap:3px;margin-right:10px'><span style='display:inline-block;"
+        f"width:10px;height:10px;border-radius:3px;background:{STATUS_STYLE[k][1]}'></span>"
+        f"{html.escape(STATUS_STYLE[k][0])}</span>"
+        for k in LEGEND)
+    return f"<div class='hnbw-legend' style='font-size:11px;color:#555'>{items}</div>"
+
+
+def _row_html(row: Row, short: str | None = None) -> str:
     cells = row.cells()
     spans = []
     for i, (text, width) in enumerate(zip(cells, _WIDTHS, strict=True)):
-        content = _badge(row.status, text) if i == 1 else html.escape(text)
+        shown = short if i == 0 and short is not None else text
+        content = _badge(row.status, text) if i == 1 else html.escape(shown)
         style = _span_style(width)
         spans.append(f"<span class='hnbw-c hnbw-c-{HEAD[i]}' title='{html.escape(text)}' "
                      f"style='{style}'>{content}</span>")
@@ -169,7 +242,9 @@ _SVG_IDS = itertools.count(1)  # marker ids are document-global: every SVG gets 
 def graph_svg(session: Session, rows: dict[str, Row]) -> str:
     """The live DAG as an SVG, left to right, one column per depth, nodes coloured by status.
 
-    Drawn in Python so that no graphviz binary is needed.
+    The fallback where the lab extension is not installed (nbconvert HTML, GitHub, VS Code):
+    the extension draws the same state with a real layout library. Drawn in Python so that no
+    graphviz binary is needed; it scales down to the width it is given.
     """
     dag = session.dag
     order = list(dag.order)
@@ -190,7 +265,8 @@ def graph_svg(session: Session, rows: dict[str, Row]) -> str:
     arrow = f"hnbw-arrow-{next(_SVG_IDS)}"
     parts = [
         f"<svg class='hnbw-graph-svg' xmlns='http://www.w3.org/2000/svg' width='{width}' "
-        f"height='{height}' viewBox='0 0 {width} {height}' style='font-family:sans-serif'>",
+        f"height='{height}' viewBox='0 0 {width} {height}' "
+        f"style='font-family:sans-serif;max-width:100%;height:auto'>",
         f"<defs><marker id='{arrow}' viewBox='0 0 10 10' refX='10' refY='5' markerWidth='6' "
         "markerHeight='6' orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' "
         "fill='#888'/></marker></defs>",
@@ -207,6 +283,7 @@ def graph_svg(session: Session, rows: dict[str, Row]) -> str:
                          f"data-to='{html.escape(name)}' "
                          f"d='M{x1},{y1} C{mid},{y1} {mid},{y2c} {x2},{y2c}' fill='none' "
                          f"stroke='#888' marker-end='url(#{arrow})'/>")
+    shorts = short_names(order, 18)
     for name in order:
         x, y = pos[name]
         if dag.nodes[name].user_defined:
@@ -215,9 +292,9 @@ def graph_svg(session: Session, rows: dict[str, Row]) -> str:
             row = rows.get(name)
             status, label = (row.status, row.label) if row else ("never_run", "never run")
         colour = STATUS_STYLE[status][1]
-        text_colour = "#333" if status in ("input", "never_run", "queued") else "white"
+        text_colour = "#222" if status in _DARK_TEXT else "white"
         dash = " stroke-dasharray='4 3'" if status == "input" else ""
-        short = name if len(name) <= 18 else name[:17] + "…"
+        short = shorts[name]
         parts.append(
             f"<g class='hnbw-gnode hnbw-gnode-{status}' data-node='{html.escape(name)}'>"
             f"<title>{html.escape(name)}: {html.escape(label)}</title>"
@@ -258,16 +335,19 @@ class _RowView:
     def __init__(self, panel: Panel, node: str) -> None:
         self.info = W.HTML(layout=W.Layout(flex="1 1 0%", min_width="0", overflow="hidden"))
 
-        def button(label: str, tooltip: str) -> W.Button:
-            b = W.Button(description=label, tooltip=tooltip, style={"font_size": "11px"},
-                         layout=W.Layout(width="auto", height="22px", padding="0 6px",
+        def button(action: str, icon: str, tooltip: str) -> W.Button:
+            # An icon with a tooltip: three words of buttons per row took the room the
+            # columns need at a notebook's width.
+            b = W.Button(description=icon, tooltip=tooltip, style={"font_size": "12px"},
+                         layout=W.Layout(width="26px", height="22px", padding="0",
                                          flex="0 0 auto"))
-            b.add_class(f"hnbw-btn-{label}")
+            b.add_class(f"hnbw-btn-{action}")
             return b
 
-        self.recompute = button("recompute", f"clear {node}'s cache entry and compute it again")
-        self.clear = button("clear", f"delete {node}'s cache entries")
-        self.preview = button("preview", f"show the value of {node}")
+        self.recompute = button("recompute", "↻", f"clear {node}'s cache entry and compute it "
+                                "again")
+        self.clear = button("clear", "✕", f"delete {node}'s cache entries")
+        self.preview = button("preview", "👁", f"show the value of {node}")
         # The panel is held weakly so a row never keeps a closed panel alive.
         ref = weakref.ref(panel)
         self.recompute.on_click(lambda _b: _call(ref, "recompute", node))
@@ -310,8 +390,12 @@ class Panel(W.VBox):
                                layout=W.Layout(width="200px"))
         self.table = W.VBox(layout=W.Layout(max_height="420px", overflow="auto"))
         self.table.add_class("hnbw-table")
-        self.graph = W.HTML()
+        # The graph is an output holding the DAG state in the lab extension's MIME type (drawn
+        # there with its layout library, zoomable) and a static SVG for front-ends without it.
+        self.graph = W.Output(layout=W.Layout(max_width="100%", overflow="auto"))
         self.graph.add_class("hnbw-graph")
+        self.legend = W.HTML(legend_html())
+        self.legend.add_class("hnbw-legend-box")
         self.message = W.HTML()
         self.message.add_class("hnbw-message")
         self.preview = W.HTML()
@@ -324,7 +408,7 @@ class Panel(W.VBox):
         self.tabs = W.Tab(children=[W.VBox([self._header, self.table, self.more]), self.graph],
                           titles=("nodes", "graph"))
         self.children = [self.summary, W.HBox([self.filter, self.sort]), self.tabs,
-                         self.message, self.preview]
+                         self.legend, self.message, self.preview]
         self.add_class("hnbw-panel")
 
         self.rows: dict[str, Row] = {}  # every function node of the live DAG, in DAG order
@@ -336,9 +420,16 @@ class Panel(W.VBox):
         # all-hit run would otherwise send a thousand widget messages.
         self._dirty: set[str] = set()
         self._last_flush = 0.0
-        self._cleared: set[str] = set()
+        self._requested: set[str] = set()  # recomputed with the button (their reason says so)
+        self._stale_reasons: dict[str, str] = {}
+        self._cleared: set[str] = set()  # entries gone since the value was stored
+        self._shorts: dict[str, str] = {}  # node -> name as shown in the table
+        self._timer: threading.Timer | None = None
+        self._lock = threading.RLock()  # the flush timer runs in another thread
         self._armed = False
         self._handle: Any = None
+        self._handle_cell: str | None = None  # which cell execution shows the live panel
+        self._handle_msg: str | None = None
         self.closed = False
         self.filter.observe(lambda _c: self._render_table(), "value")
         self.sort.observe(lambda _c: self._render_table(), "value")
@@ -379,6 +470,8 @@ class Panel(W.VBox):
     def _compute_rows(self) -> None:
         s = self.session
         stale = s.stale_nodes() if not self._running else set()
+        self._stale_reasons = stale_reasons(s, stale) if stale else {}
+        self._cleared = cleared_nodes(s) if not self._running else set()
         in_last = {e.node for e in self._run_events}
         rows: dict[str, Row] = {}
         for name in s.dag.order:
@@ -387,27 +480,34 @@ class Panel(W.VBox):
                 continue
             rows[name] = self._row(name, stale, in_last)
         self.rows = rows
+        self._shorts = short_names(list(rows))
 
     def _row(self, name: str, stale: set[str], in_last: set[str]) -> Row:
         s = self.session
         ev = s.node_events.get(name)
         cell = s.dag.node_cell.get(name)
+        label = cell_label(s, cell)
         live = self._live.get(name)
         if live is not None:
             prev = _row_from_event(ev, False) if ev else Row(name, live)
             return Row(name, live, "computing…" if live == "running" else "", prev.duration,
-                       prev.saved, prev.size, cell, in_last_run=True)
+                       prev.saved, prev.size, cell, in_last_run=True, cell=label)
         if ev is None:
-            return Row(name, "never_run", "", cell_id=cell)
+            return Row(name, "never_run", "", cell_id=cell, cell=label)
         row = _row_from_event(ev, name in in_last)
+        reason = row.reason
+        if name in self._requested and ev.status is Status.COMPUTED:
+            reason = "recomputed on request"
+        row = Row(name, row.status, reason, row.duration, row.saved, row.size, cell, row.cache,
+                  row.error, row.in_last_run, cell=label)
         if name in stale and ev.status in (Status.COMPUTED, Status.CACHED):
             # (a failed or skipped node has no value to be stale; its own status says more)
-            row = Row(name, "stale", "its code or an upstream value changed since it ran",
-                      row.duration, row.saved, row.size, cell, row.cache, None, True)
-        if name in self._cleared:
-            row = Row(row.node, row.status, (row.reason + "; " if row.reason else "")
-                      + "cache entry cleared", row.duration, row.saved, row.size, row.cell_id,
-                      row.cache, row.error, row.in_last_run)
+            row = Row(name, "stale", self._stale_reasons.get(name, "an upstream value changed"),
+                      row.duration, row.saved, row.size, cell, row.cache, None, True, cell=label)
+        elif name in self._cleared and row.status in ("cached", "computed"):
+            row = Row(name, "cleared", "cache entry cleared: the next run recomputes it",
+                      row.duration, row.saved, row.size, cell, row.cache, None, row.in_last_run,
+                      cell=label)
         return row
 
     # -- rendering -----------------------------------------------------------------------------
@@ -420,7 +520,32 @@ class Panel(W.VBox):
     def _render(self) -> None:
         self.summary.value = f"<b>{html.escape(self.summary_text())}</b>"
         self._render_table()
-        self.graph.value = graph_svg(self.session, self.rows)
+        self.graph.outputs = ({"output_type": "display_data", "metadata": {},
+                               "data": self.graph_bundle()},)
+
+    def graph_bundle(self, rows: dict[str, Row] | None = None) -> dict[str, Any]:
+        """The DAG in the lab extension's MIME type, with the static SVG as the fallback."""
+        rows = self.rows if rows is None else rows
+        return {DAG_MIME: {"state": self.front_state(rows)},
+                "text/html": graph_svg(self.session, rows),
+                "text/plain": f"hamilton_nb DAG: {len(rows)} nodes"}
+
+    def front_state(self, rows: dict[str, Row] | None = None) -> dict[str, Any]:
+        """The DAG state (docs/protocol.md) with the statuses this panel shows."""
+        rows = self.rows if rows is None else rows
+        state = front_state(self.session) if not self._running else self.session.dag_state()
+        nodes = []
+        for n in state["nodes"]:
+            row = rows.get(n["name"])
+            if row is None and n["kind"] != "input":
+                continue  # a snapshot shows only the nodes of its run
+            if row is not None:
+                n["status"] = row.status
+                n["reason"] = row.why
+            nodes.append(n)
+        state["nodes"] = nodes
+        state["running"] = self._running
+        return state
 
     def _render_table(self) -> None:
         for name in list(self._views):
@@ -438,7 +563,7 @@ class Panel(W.VBox):
             view = self._views.get(row.node)
             if view is None:
                 view = self._views[row.node] = _RowView(self, row.node)
-            view.info.value = _row_html(row)
+            view.info.value = _row_html(row, self._shorts.get(row.node))
             busy = self._running
             view.recompute.disabled = busy
             view.clear.disabled = busy
@@ -447,23 +572,44 @@ class Panel(W.VBox):
             self.table.children = children
 
     def _update_row(self, name: str) -> None:
-        """Cheap update of one row during a run (no stale check, no re-sort), throttled."""
+        """Cheap update of one row during a run (no stale check, no re-sort), throttled: what
+        changed within FLUSH_S is sent when the window ends, so a node that runs for minutes
+        shows "running" (not "queued") while it runs."""
         if name not in self.session.dag.nodes or self.session.dag.nodes[name].user_defined:
             return
-        self._dirty.add(name)
-        if time.monotonic() - self._last_flush >= FLUSH_S:
-            self._flush()
+        with self._lock:
+            self._dirty.add(name)
+            wait = self._last_flush + FLUSH_S - time.monotonic()
+            if wait <= 0:
+                self._flush()
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self._flush_later)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _flush_later(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._running and self._dirty and not self.closed:
+                self._flush()
+
+    def _cancel_timer(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     def _flush(self) -> None:
-        in_last = {e.node for e in self._run_events}
-        for name in self._dirty:
-            self.rows[name] = self._row(name, set(), in_last)
-            view = self._views.get(name)
-            if view is not None:
-                view.info.value = _row_html(self.rows[name])
-        self._dirty.clear()
-        self.summary.value = f"<b>{html.escape(self.summary_text())}</b>"
-        self._last_flush = time.monotonic()
+        with self._lock:
+            in_last = {e.node for e in self._run_events}
+            for name in list(self._dirty):
+                self.rows[name] = self._row(name, set(), in_last)
+                view = self._views.get(name)
+                if view is not None:
+                    view.info.value = _row_html(self.rows[name], self._shorts.get(name))
+            self._dirty.clear()
+            self.summary.value = f"<b>{html.escape(self.summary_text())}</b>"
+            self._last_flush = time.monotonic()
 
     def _expand(self) -> None:
         self._show_all = True
@@ -477,6 +623,8 @@ class Panel(W.VBox):
                 self._armed = False
                 self.show()
             self._running = True
+            if not self._button_run:
+                self._requested.clear()
             self._run_events = []
             user = {n for n in ev.nodes if self.session.dag.nodes[n].user_defined}
             self._live = {n: "queued" for n in ev.nodes if n not in user}
@@ -487,14 +635,16 @@ class Panel(W.VBox):
             self._update_row(ev.node)
         elif isinstance(ev, NodeEvent):
             self._live.pop(ev.node, None)
-            self._cleared.discard(ev.node)
             self._run_events.append(ev)
             self._update_row(ev.node)
         elif isinstance(ev, RunFinished):
-            self._running = False
-            self._live.clear()
-            self._dirty.clear()
+            self._cancel_timer()
+            with self._lock:
+                self._running = False
+                self._live.clear()
+                self._dirty.clear()
             self.refresh()
+            self._write_final_state()
         elif isinstance(ev, DagChanged) and not self._running:
             self.refresh()
 
@@ -521,12 +671,16 @@ class Panel(W.VBox):
         if s.running:
             self._say("A run is in progress; try again when it has finished.", error=True)
             return None
+        self._requested = {node}
+        self._button_run = True
         try:
             s.clear([node])
             outcome = s.execute([node], s.last_inputs)
         except SessionError as e:
             self._say(str(e), error=True)
             return None
+        finally:
+            self._button_run = False
         s.bind(outcome)
         if outcome.errors:
             err = outcome.errors.get(node) or next(iter(outcome.errors.values()))
@@ -543,9 +697,12 @@ class Panel(W.VBox):
         if s.running:
             self._say("A run is in progress; try again when it has finished.", error=True)
             return 0
-        self._cleared.add(node)
-        n = s.clear([node])  # emits DagChanged: the rows refresh
-        self._say(f"cleared {n} cache entr{'y' if n == 1 else 'ies'} of `{node}`")
+        n = s.clear([node])  # emits DagChanged: the rows refresh (the node shows "cleared")
+        if n:
+            self._say(f"cleared {n} cache entr{'y' if n == 1 else 'ies'} of `{node}`: the next "
+                      f"run recomputes it")
+        else:
+            self._say(f"`{node}` had nothing in the cache")
         return n
 
     def preview_node(self, node: str) -> str:
@@ -561,9 +718,6 @@ class Panel(W.VBox):
 
     def _value_of(self, node: str) -> tuple[Any, str]:
         s = self.session
-        if node in s.pending:  # bound lazily by the last run: loading it is what a cell would do
-            s.load_pending([node])
-            return s.namespace[node], "the notebook"
         ev = s.node_events.get(node)
         if ev is not None and ev.data_version:
             for entry in s.store.entries():
@@ -579,21 +733,42 @@ class Panel(W.VBox):
 
     # -- display -------------------------------------------------------------------------------
 
+    _button_run = False
+
     def show(self) -> None:
-        """Display the panel in the current cell. A previous display of it becomes a static
-        snapshot, so there is one live panel at a time."""
+        """Display the panel in the current cell. A previous display of it (in another cell)
+        becomes a static snapshot, so there is one live panel at a time."""
         from IPython.display import display
 
-        if self._handle is not None:
+        cell, msg = _current_execution()
+        if self._handle is not None and (cell is None or cell != self._handle_cell):
             # The snapshot is of the run that output showed, not of nodes registered since.
+            # Never into the cell being executed again: the client has cleared its outputs
+            # (nbclient would fail on the update; Lab would ignore it).
             self._handle.update(self.static_bundle(last_run_only=True), raw=True)
         self._handle = display(self, display_id=True)
+        self._handle_cell, self._handle_msg = cell, msg
 
-    def static_bundle(self, last_run_only: bool = False) -> dict[str, str]:
+    def _write_final_state(self) -> None:
+        """The run ended: the output of the cell that started it gets the final state (its
+        widget view again, with the text/HTML fallback and DAG state of *this* run), so a saved
+        notebook, nbconvert and GitHub show what the run did. Only from within that cell's own
+        execution: a run started by a button or the side panel leaves outputs alone."""
+        if self._handle is None or self.closed:
+            return
+        _, msg = _current_execution()
+        if msg is None or msg != self._handle_msg:
+            return
+        data = self._repr_mimebundle_()
+        self._handle.update(data, raw=True)
+
+    def static_bundle(self, last_run_only: bool = False) -> dict[str, Any]:
         rows = list(self.rows.values())
         if last_run_only and any(r.in_last_run for r in rows):
             rows = [r for r in rows if r.in_last_run]
-        return {"text/plain": self.to_text(rows), "text/html": self.to_html(rows)}
+        return {"text/plain": self.to_text(rows), "text/html": self.to_html(rows),
+                **{k: v for k, v in self.graph_bundle({r.node: r for r in rows}).items()
+                   if k == DAG_MIME}}
 
     def to_text(self, shown: list[Row] | None = None) -> str:
         shown = list(self.rows.values()) if shown is None else shown
@@ -637,15 +812,41 @@ class Panel(W.VBox):
         if self.closed:
             return
         self.closed = True
+        self._cancel_timer()
         self._unsubscribe()
         for view in self._views.values():
             view.close()
         self._views.clear()
-        for w in (self.summary, self.filter, self.sort, self.table, self.graph, self.message,
+        for w in (self.summary, self.filter, self.sort, self.table, self.graph, self.legend,
+                  self.message,
                   self.preview, *self._header.children, self._header, *self.tabs.children,
                   self.tabs, self.children[1]):
             w.close()
         super().close()
+
+
+def _current_execution() -> tuple[str | None, str | None]:
+    """(which cell, which request) the kernel is executing: the cell is the front-end's cell id
+    when it sends one (JupyterLab, Notebook 7), else a hash of the code (nbclient sends no id;
+    re-executing a cell sends the same code); the request is the message id."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        kernel = getattr(shell, "kernel", None)
+        parent = kernel.get_parent() if kernel is not None else None
+    except Exception:  # no kernel, or an ipykernel without get_parent: nothing to compare
+        return None, None
+    if not parent:
+        return None, None
+    header = parent.get("header") or {}
+    if header.get("msg_type") != "execute_request":
+        return None, header.get("msg_id")
+    cell = (parent.get("metadata") or {}).get("cellId")
+    if not cell:
+        code = (parent.get("content") or {}).get("code", "")
+        cell = "code:" + hashlib.sha256(code.encode()).hexdigest()
+    return cell, header.get("msg_id")
 
 
 _PANELS: weakref.WeakKeyDictionary[Session, Panel] = weakref.WeakKeyDictionary()

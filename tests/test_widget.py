@@ -57,7 +57,8 @@ def row_view(panel: Panel, node: str) -> Any:
 
 def button(panel: Panel, node: str, label: str) -> W.Button:
     _info, actions = row_view(panel, node).children
-    [b] = [c for c in actions.children if isinstance(c, W.Button) and c.description == label]
+    [b] = [c for c in actions.children
+           if isinstance(c, W.Button) and f"hnbw-btn-{label}" in c._dom_classes]
     return b
 
 
@@ -291,7 +292,12 @@ def test_mimebundle_carries_the_table_for_frontends_without_widgets(pipe: Any) -
 def test_graph_is_layered_by_depth_and_coloured_by_status(pipe: Any) -> None:
     panel = panel_for(pipe.s)
     pipe.run("clean")
-    svg = panel.graph.value
+    [out] = panel.graph.outputs
+    # the lab extension draws the state (MIME type); the SVG is the fallback without it
+    state = out["data"]["application/vnd.hamilton-nb.run+json"]["state"]
+    assert {n["name"]: n["status"] for n in state["nodes"]} == {
+        "raw": "computed", "clean": "computed", "features": "never_run"}
+    svg = out["data"]["text/html"]
     assert svg.startswith("<svg")
     for node, status in (("raw", "computed"), ("clean", "computed"), ("features", "never_run")):
         assert f"hnbw-gnode hnbw-gnode-{status}' data-node='{node}'" in svg

@@ -11,7 +11,14 @@ import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { bodyHash, hamiltonBody } from './hash';
-import { COMM_TARGET, FrontendMessage, IDagState, PROTOCOL, parseState } from './protocol';
+import {
+  COMM_TARGET,
+  FrontendMessage,
+  IDagNode,
+  IDagState,
+  PROTOCOL,
+  parseState
+} from './protocol';
 
 /**
  * - `no_kernel`: the notebook has no kernel (yet).
@@ -78,6 +85,72 @@ export class NotebookConnection implements IDisposable {
   isRegisteredUnchanged(cellId: string): boolean {
     const known = this._state?.cells.find(c => c.cell_id === cellId);
     return !!known && this._hashes.get(cellId)?.hash === known.source_hash;
+  }
+
+  /**
+   * The nodes as they should be shown: the kernel's statuses, plus what only the front-end
+   * knows: the nodes of a cell edited since it ran are stale, and so is everything downstream of
+   * a stale node (the kernel only knows the code it registered).
+   */
+  displayNodes(): IDagNode[] {
+    const state = this._state;
+    if (!state) {
+      return [];
+    }
+    const hasValue = (s: string): boolean => s === 'computed' || s === 'cached' || s === 'cleared';
+    const edited = new Set<string>();
+    for (const c of state.cells) {
+      if (this._edited.has(c.cell_id)) {
+        c.nodes.forEach(n => edited.add(n));
+      }
+    }
+    const out = state.nodes.map(n => ({ ...n }));
+    const byName = new Map(out.map(n => [n.name, n]));
+    for (const n of out) {
+      if (edited.has(n.name) && hasValue(n.status)) {
+        n.status = 'stale';
+        n.reason = 'its cell was edited since it ran';
+      }
+    }
+    // Nodes come in the kernel's topological order, so one pass propagates downstream.
+    for (const n of out) {
+      if (!hasValue(n.status)) {
+        continue;
+      }
+      const up = n.deps.find(d => byName.get(d)?.status === 'stale');
+      if (up) {
+        n.status = 'stale';
+        n.reason = `upstream \`${up}\` is stale`;
+      }
+    }
+    return out;
+  }
+
+  /** How people know a notebook cell: its execution count "[5]", else null. */
+  cellLabel(cellId: string): string | null {
+    const cells = this.panel.content.model?.cells;
+    if (!cells) {
+      return null;
+    }
+    for (let i = 0; i < cells.length; i++) {
+      const m = cells.get(i);
+      if (m.id === cellId) {
+        const count = (m as unknown as { executionCount?: number | null }).executionCount;
+        return typeof count === 'number' ? `[${count}]` : `#${i + 1}`;
+      }
+    }
+    return null;
+  }
+
+  /** The kernel's registered body of every `%%hamilton` cell (e.g. after a checkpoint restore). */
+  requestSources(): Promise<Map<string, string>> {
+    return new Promise((resolve, reject) => {
+      this._sourceWaiters.push(resolve);
+      if (!this.send({ type: 'cell_sources', protocol: PROTOCOL })) {
+        this._sourceWaiters = this._sourceWaiters.filter(w => w !== resolve);
+        reject(new Error('hamilton_nb is not connected in this kernel'));
+      }
+    });
   }
 
   /** Whether the kernel knows a `%%hamilton` cell with this id. */
@@ -318,6 +391,21 @@ export class NotebookConnection implements IDisposable {
       Notification.error(`Hamilton: ${String(msg.message ?? 'request failed')}`, {
         autoClose: 8000
       });
+    } else if (msg.type === 'notice') {
+      Notification.info(`Hamilton: ${String(msg.message ?? '')}`, { autoClose: 6000 });
+    } else if (msg.type === 'cell_sources') {
+      const cells = (data as { cells?: unknown }).cells;
+      const sources = new Map<string, string>();
+      if (Array.isArray(cells)) {
+        for (const c of cells as { cell_id?: unknown; body?: unknown }[]) {
+          if (typeof c.cell_id === 'string' && typeof c.body === 'string') {
+            sources.set(c.cell_id, c.body);
+          }
+        }
+      }
+      const waiters = this._sourceWaiters;
+      this._sourceWaiters = [];
+      waiters.forEach(w => w(sources));
     }
   }
 
@@ -465,6 +553,7 @@ export class NotebookConnection implements IDisposable {
   private _hashTimer = 0;
   private _stale: ReadonlySet<string> = new Set();
   private _edited: ReadonlySet<string> = new Set();
+  private _sourceWaiters: ((sources: Map<string, string>) => void)[] = [];
   private _isDisposed = false;
 }
 

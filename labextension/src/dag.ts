@@ -1,44 +1,66 @@
 /**
- * Layered SVG drawing of a Hamilton DAG (used by the side panel and the MIME renderer).
+ * Drawing of a Hamilton DAG (used by the side panel and the MIME renderer, and so by the
+ * ipywidgets panel's graph tab, which outputs the MIME type).
  *
- * Every node is drawn as `<g class="hnb-node" data-node=NAME data-status=STATUS>`; nodes are put
- * in rows by dependency depth (longest path from a source), rows ordered by the barycentre of
- * their parents to keep edges short. Built with DOM APIs only (no markup strings).
+ * The layout is @dagrejs/dagre's layered layout (ranks, crossing reduction, edge routing); this
+ * file only draws it. Every node is drawn as `<g class="hnb-node" data-node=NAME data-status=…>`.
+ * The drawing fits the width it is given and can be zoomed (buttons, Ctrl/⌘ + wheel) and
+ * panned (drag) when the DAG is large. Built with DOM APIs only (no markup strings).
  */
+import dagre from '@dagrejs/dagre';
+
 import { IDagNode, NodeStatus } from './protocol';
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
 const NODE_HEIGHT = 28;
 const MIN_NODE_WIDTH = 64;
-const MAX_NODE_WIDTH = 220;
 const CHAR_WIDTH = 7;
-const H_GAP = 14;
-const V_GAP = 34;
 const MARGIN = 10;
-const MAX_LABEL_CHARS = 28;
+export const MAX_LABEL_CHARS = 24;
 
 export const STATUS_LABELS: Record<NodeStatus, string> = {
   computed: 'computed',
   cached: 'cached',
   running: 'running',
+  queued: 'queued',
   stale: 'stale',
   failed: 'failed',
   skipped: 'skipped',
+  cleared: 'cleared',
   never_run: 'never run'
 };
 
+/** What each colour means, in the order of the widget panel's legend. */
+export const LEGEND_STATUSES: readonly NodeStatus[] = [
+  'cached',
+  'computed',
+  'running',
+  'queued',
+  'stale',
+  'failed',
+  'skipped',
+  'cleared',
+  'never_run'
+];
+
 export interface ILaidOutNode {
   node: IDagNode;
-  layer: number;
-  x: number;
-  y: number;
+  x: number; // left
+  y: number; // top
   width: number;
   label: string;
 }
 
+export interface ILaidOutEdge {
+  from: string;
+  to: string;
+  points: { x: number; y: number }[];
+}
+
 export interface ILayout {
   nodes: Map<string, ILaidOutNode>;
+  edges: ILaidOutEdge[];
   width: number;
   height: number;
 }
@@ -50,87 +72,98 @@ export interface IRenderOptions {
   edited?: ReadonlySet<string>;
   /** Called when a node that belongs to a cell is clicked (or Enter/Space pressed on it). */
   onNodeClick?: (node: IDagNode) => void;
+  /** 'TB' (top to bottom, the narrow side panel) or 'LR' (left to right, notebook outputs). */
+  direction?: 'TB' | 'LR';
+  /** How a cell is named for people (e.g. "[5]"), for tooltips. */
+  cellLabel?: (cellId: string) => string | null;
 }
 
-function label(name: string): string {
-  return name.length > MAX_LABEL_CHARS ? `${name.slice(0, MAX_LABEL_CHARS - 1)}…` : name;
-}
-
-/** Compute the layered layout of `nodes`. Unknown dependencies are ignored; cycles are cut. */
-export function layout(nodes: readonly IDagNode[]): ILayout {
-  const byName = new Map<string, IDagNode>();
-  for (const n of nodes) {
-    byName.set(n.name, n);
+/**
+ * Names that fit `limit` characters: long ones keep their start and end around a "…", and two
+ * names never shorten to the same text (the cut widens until they differ). Same rule as the
+ * widget panel's `short_names`.
+ */
+export function shortNames(names: readonly string[], limit = MAX_LABEL_CHARS): Map<string, string> {
+  const cut = (n: string, keep: number): string => {
+    if (keep >= n.length) {
+      return n;
+    }
+    const head = Math.ceil(keep / 2);
+    return `${n.slice(0, head)}…${n.slice(n.length - (keep - head))}`;
+  };
+  const out = new Map<string, string>();
+  for (const n of names) {
+    out.set(n, n.length <= limit ? n : cut(n, limit - 1));
   }
-  const depth = new Map<string, number>();
-  const visiting = new Set<string>();
-  const depthOf = (name: string): number => {
-    const known = depth.get(name);
-    if (known !== undefined) {
-      return known;
+  for (let round = 0; round < 200; round++) {
+    const seen = new Map<string, string[]>();
+    for (const [n, s] of out) {
+      seen.set(s, [...(seen.get(s) ?? []), n]);
     }
-    if (visiting.has(name)) {
-      return 0; // cycle: should not happen in a DAG, but never loop forever
+    const clashes = [...seen.values()].filter(ns => ns.length > 1);
+    if (!clashes.length) {
+      break;
     }
-    visiting.add(name);
-    let d = 0;
-    for (const dep of byName.get(name)?.deps ?? []) {
-      if (byName.has(dep) && dep !== name) {
-        d = Math.max(d, depthOf(dep) + 1);
+    for (const ns of clashes) {
+      for (const n of ns) {
+        const s = out.get(n)!;
+        if (s !== n) {
+          out.set(n, cut(n, s.length - 1 + 2));
+        }
       }
     }
-    visiting.delete(name);
-    depth.set(name, d);
-    return d;
-  };
-
-  const layers: IDagNode[][] = [];
-  for (const n of byName.values()) {
-    const d = depthOf(n.name);
-    (layers[d] ??= []).push(n);
   }
-  for (let i = 0; i < layers.length; i++) {
-    layers[i] ??= [];
-  }
+  return out;
+}
 
-  // Order: first row by name, then each row by the mean position of its parents.
-  const position = new Map<string, number>();
-  layers.forEach((row, i) => {
-    if (i === 0) {
-      row.sort((a, b) => a.name.localeCompare(b.name));
-    } else {
-      const key = (n: IDagNode): number => {
-        const ps = n.deps.map(d => position.get(d)).filter((p): p is number => p !== undefined);
-        return ps.length ? ps.reduce((a, b) => a + b, 0) / ps.length : Number.MAX_SAFE_INTEGER;
-      };
-      row.sort((a, b) => key(a) - key(b) || a.name.localeCompare(b.name));
-    }
-    row.forEach((n, j) => position.set(n.name, j));
+/** Lay `nodes` out with dagre. Unknown dependencies are ignored. */
+export function layout(nodes: readonly IDagNode[], direction: 'TB' | 'LR' = 'TB'): ILayout {
+  const g = new dagre.graphlib.Graph({ multigraph: false });
+  g.setGraph({
+    rankdir: direction,
+    nodesep: direction === 'TB' ? 14 : 10,
+    ranksep: direction === 'TB' ? 34 : 40,
+    marginx: MARGIN,
+    marginy: MARGIN
   });
-
-  const widthOf = (n: IDagNode): number =>
-    Math.min(MAX_NODE_WIDTH, Math.max(MIN_NODE_WIDTH, label(n.name).length * CHAR_WIDTH + 24));
-  const rowWidths = layers.map(
-    row => row.reduce((w, n) => w + widthOf(n), 0) + Math.max(0, row.length - 1) * H_GAP
-  );
-  const innerWidth = Math.max(0, ...rowWidths);
-
+  g.setDefaultEdgeLabel(() => ({}));
+  const labels = shortNames(nodes.map(n => n.name));
+  const names = new Set(nodes.map(n => n.name));
+  for (const n of nodes) {
+    const label = labels.get(n.name) ?? n.name;
+    const width = Math.max(MIN_NODE_WIDTH, label.length * CHAR_WIDTH + 24);
+    g.setNode(n.name, { width, height: NODE_HEIGHT, label });
+  }
+  for (const n of nodes) {
+    for (const dep of n.deps) {
+      if (names.has(dep) && dep !== n.name) {
+        g.setEdge(dep, n.name);
+      }
+    }
+  }
+  dagre.layout(g);
   const out = new Map<string, ILaidOutNode>();
-  layers.forEach((row, i) => {
-    let x = MARGIN + (innerWidth - rowWidths[i]) / 2;
-    const y = MARGIN + i * (NODE_HEIGHT + V_GAP);
-    for (const n of row) {
-      const width = widthOf(n);
-      out.set(n.name, { node: n, layer: i, x, y, width, label: label(n.name) });
-      x += width + H_GAP;
-    }
-  });
+  for (const n of nodes) {
+    const d = g.node(n.name) as { x: number; y: number; width: number; label: string };
+    out.set(n.name, {
+      node: n,
+      x: d.x - d.width / 2,
+      y: d.y - NODE_HEIGHT / 2,
+      width: d.width,
+      label: d.label
+    });
+  }
+  const edges: ILaidOutEdge[] = g.edges().map(e => ({
+    from: e.v,
+    to: e.w,
+    points: ((g.edge(e) as { points?: { x: number; y: number }[] }).points ?? []).slice()
+  }));
+  const graph = g.graph() as { width?: number; height?: number };
   return {
     nodes: out,
-    width: innerWidth + 2 * MARGIN,
-    height: layers.length
-      ? MARGIN * 2 + layers.length * NODE_HEIGHT + (layers.length - 1) * V_GAP
-      : 0
+    edges,
+    width: Math.ceil(graph.width ?? 0),
+    height: Math.ceil(graph.height ?? 0)
   };
 }
 
@@ -145,7 +178,7 @@ function svg<K extends keyof SVGElementTagNameMap>(
   return el;
 }
 
-function tooltip(n: IDagNode, edited: boolean): string {
+function tooltip(n: IDagNode, edited: boolean, cell: string | null): string {
   const lines = [`${n.name}: ${STATUS_LABELS[n.status]}${n.kind === 'input' ? ' (input)' : ''}`];
   if (edited) {
     lines.push('its cell was edited since it last ran');
@@ -156,8 +189,14 @@ function tooltip(n: IDagNode, edited: boolean): string {
   if (n.duration !== null) {
     lines.push(`took ${formatDuration(n.duration)}`);
   }
+  if (n.where) {
+    lines.push(`ran on ${n.where}`);
+  }
   if (n.deps.length) {
     lines.push(`depends on ${n.deps.join(', ')}`);
+  }
+  if (cell) {
+    lines.push(`defined in cell ${cell}`);
   }
   return lines.join('\n');
 }
@@ -175,12 +214,20 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
 }
 
-/** Draw `nodes` as a new `<svg class="hnb-dag">` element. */
+function edgePath(points: { x: number; y: number }[]): string {
+  if (!points.length) {
+    return '';
+  }
+  const [first, ...rest] = points;
+  return `M ${first.x} ${first.y} ` + rest.map(p => `L ${p.x} ${p.y}`).join(' ');
+}
+
+/** Draw `nodes` as a new `<svg class="hnb-dag">` element (natural size; see `renderDagView`). */
 export function renderDag(
   nodes: readonly IDagNode[],
   options: IRenderOptions = {}
 ): SVGSVGElement {
-  const lay = layout(nodes);
+  const lay = layout(nodes, options.direction ?? 'TB');
   const root = svg('svg', {
     class: 'hnb-dag',
     width: lay.width,
@@ -205,26 +252,16 @@ export function renderDag(
   root.appendChild(defs);
 
   const edges = svg('g', { class: 'hnb-edges' });
-  for (const child of lay.nodes.values()) {
-    for (const dep of child.node.deps) {
-      const parent = lay.nodes.get(dep);
-      if (!parent || parent === child) {
-        continue;
-      }
-      const x1 = parent.x + parent.width / 2;
-      const y1 = parent.y + NODE_HEIGHT;
-      const x2 = child.x + child.width / 2;
-      const y2 = child.y - 1;
-      const my = (y1 + y2) / 2;
-      const path = svg('path', {
+  for (const e of lay.edges) {
+    edges.appendChild(
+      svg('path', {
         class: 'hnb-edge',
-        d: `M ${x1} ${y1} C ${x1} ${my}, ${x2} ${my}, ${x2} ${y2}`,
+        d: edgePath(e.points),
         'marker-end': `url(#${marker.id})`,
-        'data-from': parent.node.name,
-        'data-to': child.node.name
-      });
-      edges.appendChild(path);
-    }
+        'data-from': e.from,
+        'data-to': e.to
+      })
+    );
   }
   root.appendChild(edges);
 
@@ -246,7 +283,8 @@ export function renderDag(
       g.classList.add('hnb-active');
     }
     const title = svg('title');
-    title.textContent = tooltip(n, edited);
+    const cell = n.cell_id && options.cellLabel ? options.cellLabel(n.cell_id) : null;
+    title.textContent = tooltip(n, edited, cell);
     g.appendChild(title);
     g.appendChild(
       svg('rect', {
@@ -273,6 +311,9 @@ export function renderDag(
       g.setAttribute('role', 'button');
       g.setAttribute('aria-label', `${n.name} (${STATUS_LABELS[n.status]}): go to its cell`);
       g.addEventListener('click', event => {
+        if ((root as unknown as { hnbDragged?: boolean }).hnbDragged) {
+          return; // the end of a pan, not a click
+        }
         event.preventDefault();
         onClick(n);
       });
@@ -289,8 +330,116 @@ export function renderDag(
   return root;
 }
 
+/**
+ * The DAG in a view that fits the available width (never wider than its container) and can be
+ * zoomed and panned: buttons −, +, "fit"; Ctrl/⌘ + wheel zooms at the pointer; dragging pans.
+ */
+export function renderDagView(
+  nodes: readonly IDagNode[],
+  options: IRenderOptions = {}
+): HTMLElement {
+  const root = renderDag(nodes, options);
+  const W = Number(root.getAttribute('width'));
+  const H = Number(root.getAttribute('height'));
+  const view = document.createElement('div');
+  view.className = 'hnb-dag-view';
+  const bar = document.createElement('div');
+  bar.className = 'hnb-zoombar';
+  const frame = document.createElement('div');
+  frame.className = 'hnb-dag-frame';
+  // The SVG scales to the frame's width (viewBox + width 100%, capped at its natural size).
+  root.setAttribute('width', '100%');
+  root.removeAttribute('height');
+  root.style.maxWidth = `${W}px`;
+  root.style.maxHeight = '70vh';
+  frame.appendChild(root);
+
+  let box = { x: 0, y: 0, w: W, h: H };
+  const apply = (): void => {
+    root.setAttribute('viewBox', `${box.x} ${box.y} ${box.w} ${box.h}`);
+    view.dataset.zoom = (W / box.w).toFixed(2);
+  };
+  const zoom = (factor: number, cx = box.x + box.w / 2, cy = box.y + box.h / 2): void => {
+    const w = Math.min(W, Math.max(W / 20, box.w / factor));
+    const h = (w * H) / W;
+    box = {
+      x: cx - ((cx - box.x) * w) / box.w,
+      y: cy - ((cy - box.y) * h) / box.h,
+      w,
+      h
+    };
+    if (w >= W) {
+      box = { x: 0, y: 0, w: W, h: H };
+    }
+    apply();
+  };
+  const button = (label: string, title: string, cls: string, onClick: () => void): void => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = `jp-Button jp-mod-minimal hnb-zoom ${cls}`;
+    b.textContent = label;
+    b.title = title;
+    b.addEventListener('click', onClick);
+    bar.appendChild(b);
+  };
+  button('−', 'Zoom out', 'hnb-zoom-out', () => zoom(1 / 1.5));
+  button('+', 'Zoom in', 'hnb-zoom-in', () => zoom(1.5));
+  button('fit', 'Show the whole DAG', 'hnb-zoom-fit', () => {
+    box = { x: 0, y: 0, w: W, h: H };
+    apply();
+  });
+  root.addEventListener(
+    'wheel',
+    event => {
+      if (!(event.ctrlKey || event.metaKey)) {
+        return; // plain wheel scrolls the page as everywhere else
+      }
+      event.preventDefault();
+      const rect = root.getBoundingClientRect();
+      const cx = box.x + ((event.clientX - rect.left) / rect.width) * box.w;
+      const cy = box.y + ((event.clientY - rect.top) / rect.height) * box.h;
+      zoom(event.deltaY < 0 ? 1.2 : 1 / 1.2, cx, cy);
+    },
+    { passive: false }
+  );
+  let drag: { x: number; y: number; bx: number; by: number } | null = null;
+  const state = root as unknown as { hnbDragged?: boolean };
+  root.addEventListener('pointerdown', event => {
+    if (box.w >= W) {
+      return; // nothing to pan at full view
+    }
+    drag = { x: event.clientX, y: event.clientY, bx: box.x, by: box.y };
+    state.hnbDragged = false;
+  });
+  root.addEventListener('pointermove', event => {
+    if (!drag) {
+      return;
+    }
+    const rect = root.getBoundingClientRect();
+    const dx = ((event.clientX - drag.x) / rect.width) * box.w;
+    const dy = ((event.clientY - drag.y) / rect.height) * box.h;
+    if (Math.abs(event.clientX - drag.x) + Math.abs(event.clientY - drag.y) > 3) {
+      state.hnbDragged = true;
+      root.classList.add('hnb-panning');
+    }
+    box = { ...box, x: drag.bx - dx, y: drag.by - dy };
+    apply();
+  });
+  const end = (): void => {
+    drag = null;
+    root.classList.remove('hnb-panning');
+    window.setTimeout(() => (state.hnbDragged = false), 0);
+  };
+  root.addEventListener('pointerup', end);
+  root.addEventListener('pointerleave', end);
+  apply();
+  view.appendChild(bar);
+  view.appendChild(frame);
+  return view;
+}
+
 /** A small HTML legend of the node colours. */
-export function renderLegend(statuses: readonly NodeStatus[]): HTMLElement {
+export function renderLegend(statuses: readonly NodeStatus[] = LEGEND_STATUSES): HTMLElement {
   const ul = document.createElement('ul');
   ul.className = 'hnb-legend';
   for (const status of statuses) {

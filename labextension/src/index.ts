@@ -8,18 +8,21 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette, Notification } from '@jupyterlab/apputils';
-import { Cell } from '@jupyterlab/cells';
+import { Cell, CodeCell } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 
 import { NotebookConnection } from './connection';
+import { renderRun } from './mime';
 import { HamiltonPanel } from './panel';
-import { IDagNode, PROTOCOL } from './protocol';
+import { IDagNode, PROTOCOL, RUN_MIME_TYPE } from './protocol';
 
 namespace CommandIDs {
   export const runCell = 'hamilton-nb:run-cell';
   export const clearCell = 'hamilton-nb:clear-cell';
   export const restore = 'hamilton-nb:restore';
   export const showPanel = 'hamilton-nb:show-panel';
+  export const runStale = 'hamilton-nb:run-stale';
+  export const writeBack = 'hamilton-nb:write-kernel-code';
 }
 
 const CATEGORY = 'Hamilton';
@@ -69,6 +72,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
 
     tracker.widgetAdded.connect((_, nbPanel) => {
+      watchMissingWidgets(nbPanel);
       const connection = new NotebookConnection(nbPanel);
       connections.set(nbPanel, connection);
       nbPanel.disposed.connect(() => {
@@ -168,6 +172,27 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    app.commands.addCommand(CommandIDs.runStale, {
+      label: 'Hamilton: Run stale nodes',
+      caption: 'Recompute every stale node and bind the new values (%hamilton run --stale)',
+      isEnabled: () => connected(current()),
+      execute: () => {
+        panel.connection = current();
+        panel.runStale();
+      }
+    });
+
+    app.commands.addCommand(CommandIDs.writeBack, {
+      label: "Hamilton: Write the kernel's code into edited cells",
+      caption:
+        'After a checkpoint restore: put the restored code into the cells whose text differs (undoable)',
+      isEnabled: () => connected(current()) && (current()?.editedCells.size ?? 0) > 0,
+      execute: () => {
+        panel.connection = current();
+        return panel.writeKernelCode();
+      }
+    });
+
     app.commands.addCommand(CommandIDs.showPanel, {
       label: 'Hamilton: Show DAG panel',
       execute: () => app.shell.activateById(panel.id)
@@ -187,7 +212,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
       });
     });
     if (palette) {
-      for (const command of [...commands, CommandIDs.showPanel]) {
+      for (const command of [
+        ...commands,
+        CommandIDs.runStale,
+        CommandIDs.writeBack,
+        CommandIDs.showPanel
+      ]) {
         palette.addItem({ command, category: CATEGORY });
       }
     }
@@ -203,6 +233,59 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
   }
 };
+
+/** What jupyterlab_widgets shows for a widget output whose model is gone (no kernel, no saved
+ * widget state). */
+const MISSING_WIDGET = 'Error displaying widget';
+
+/**
+ * A saved notebook reopened without its kernel has no model for the panel's last widget output:
+ * where that output also carries the run's DAG state (the panel writes it there when the run
+ * ends), draw that snapshot instead of the error.
+ */
+function watchMissingWidgets(nbPanel: NotebookPanel): void {
+  let frame = 0;
+  const fix = (): void => {
+    frame = 0;
+    for (const cell of nbPanel.content.widgets) {
+      if (cell.model.type !== 'code') {
+        continue;
+      }
+      const area = (cell as CodeCell).outputArea;
+      area.widgets.forEach((child, i) => {
+        const out = child.node.querySelector<HTMLElement>('.jp-OutputArea-output');
+        if (!out || out.dataset.hnbSnapshot || !out.textContent?.includes(MISSING_WIDGET)) {
+          return;
+        }
+        const data = area.model.get(i)?.data[RUN_MIME_TYPE];
+        if (!data) {
+          return;
+        }
+        const holder = document.createElement('div');
+        holder.className = 'hnb-run-output hnb-snapshot';
+        renderRun(holder, data, true);
+        const note = document.createElement('p');
+        note.className = 'hnb-hint';
+        note.textContent =
+          'Snapshot of this run, saved with the notebook (the live panel needs the kernel).';
+        holder.prepend(note);
+        out.replaceChildren(holder);
+        out.dataset.hnbSnapshot = '1';
+      });
+    }
+  };
+  const observer = new MutationObserver(records => {
+    const inOutput = records.some(r => {
+      const el = r.target instanceof Element ? r.target : r.target.parentElement;
+      return !!el?.closest('.jp-OutputArea');
+    });
+    if (inOutput && !frame) {
+      frame = requestAnimationFrame(fix);
+    }
+  });
+  observer.observe(nbPanel.content.node, { subtree: true, childList: true });
+  nbPanel.disposed.connect(() => observer.disconnect());
+}
 
 function isHamiltonTarget(t: ITarget | null): boolean {
   return !!t && t.connection.isHamiltonCell(t.cell.model.id);

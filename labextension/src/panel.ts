@@ -1,13 +1,14 @@
 /**
  * The "Hamilton" side panel: live DAG of the current notebook's kernel.
  */
+import { Notification } from '@jupyterlab/apputils';
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { NotebookConnection } from './connection';
-import { formatDuration, renderDag, renderLegend } from './dag';
+import { formatDuration, renderDagView, renderLegend } from './dag';
 import { IDagNode, NODE_STATUSES, PROTOCOL } from './protocol';
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
@@ -49,6 +50,13 @@ export class HamiltonPanel extends Widget {
       'Restore the last saved state of the DAG from the cache (%hamilton restore)',
       () => this._connection?.send({ type: 'restore', protocol: PROTOCOL })
     );
+    this._runStaleButton = this._button(
+      'Run stale',
+      'Recompute every stale node and bind the new values (%hamilton run --stale)',
+      () => this.runStale()
+    );
+    this._runStaleButton.classList.add('hnb-run-stale');
+    header.appendChild(this._runStaleButton);
     header.appendChild(this._refreshButton);
     header.appendChild(this._restoreButton);
     this.node.appendChild(header);
@@ -65,12 +73,89 @@ export class HamiltonPanel extends Widget {
     this._summary.className = 'hnb-summary';
     this.node.appendChild(this._summary);
 
+    this._differ = document.createElement('div');
+    this._differ.className = 'hnb-differ';
+    this.node.appendChild(this._differ);
+
     this._graph = document.createElement('div');
     this._graph.className = 'hnb-graph';
     this.node.appendChild(this._graph);
 
     this.node.appendChild(renderLegend(NODE_STATUSES));
     this._render();
+  }
+
+  /** Ask the kernel to recompute every stale node (kernel-side stale: code it registered). */
+  runStale(): void {
+    const conn = this._connection;
+    if (!conn || !conn.send({ type: 'run_stale', protocol: PROTOCOL })) {
+      return;
+    }
+    if (conn.editedCells.size) {
+      Notification.info(
+        'Hamilton: edited cells are not re-registered by "Run stale": run those cells to use ' +
+          'their new code.',
+        { autoClose: 6000 }
+      );
+    }
+  }
+
+  /**
+   * Write the kernel's registered code (e.g. a restored checkpoint's) into the notebook cells
+   * whose text differs from it, in one step that "Undo" reverts. Returns the changed cell ids.
+   */
+  async writeKernelCode(): Promise<string[]> {
+    const conn = this._connection;
+    const model = conn?.panel.content.model;
+    if (!conn || !model) {
+      return [];
+    }
+    const sources = await conn.requestSources();
+    const before = new Map<string, string>();
+    const cells = model.cells;
+    model.sharedModel.transact(() => {
+      for (let i = 0; i < cells.length; i++) {
+        const cell = cells.get(i);
+        const body = sources.get(cell.id);
+        if (body === undefined || !conn.editedCells.has(cell.id)) {
+          continue;
+        }
+        const old = cell.sharedModel.getSource();
+        const magic = old.replace(/^(?:[ \t]*\r?\n)+/, '').split('\n', 1)[0];
+        before.set(cell.id, old);
+        cell.sharedModel.setSource(`${magic}\n${body}`);
+      }
+    });
+    if (before.size) {
+      const undo = (): void => {
+        model.sharedModel.transact(() => {
+          for (let i = 0; i < cells.length; i++) {
+            const cell = cells.get(i);
+            const old = before.get(cell.id);
+            if (old !== undefined) {
+              cell.sharedModel.setSource(old);
+            }
+          }
+        });
+      };
+      this._lastUndo = undo;
+      Notification.success(
+        `Hamilton: wrote the kernel's code into ${before.size} cell${before.size === 1 ? '' : 's'}.`,
+        {
+          autoClose: 10000,
+          actions: [{ label: 'Undo', callback: () => this.undoWrite() }]
+        }
+      );
+    }
+    return [...before.keys()];
+  }
+
+  /** Put back the cell texts that the last `writeKernelCode` replaced. */
+  undoWrite(): boolean {
+    const undo = this._lastUndo;
+    this._lastUndo = null;
+    undo?.();
+    return !!undo;
   }
 
   /** The connection of the notebook whose DAG is shown. */
@@ -132,6 +217,8 @@ export class HamiltonPanel extends Widget {
     this.node.dataset.status = conn ? conn.status : 'no_notebook';
     this._refreshButton.disabled = !conn || conn.status === 'no_kernel';
     this._restoreButton.disabled = !connected;
+    this._runStaleButton.disabled = !connected || !!conn?.state?.running;
+    this._differ.replaceChildren();
     this._notebookLine.textContent = conn ? conn.panel.context.localPath : '';
     this._summary.textContent = '';
     this._graph.replaceChildren();
@@ -162,13 +249,14 @@ export class HamiltonPanel extends Widget {
     }
     this._setMessage('');
 
+    const nodes = conn.displayNodes();
     const counts = new Map<string, number>();
     let total = 0;
-    for (const n of state.nodes) {
+    for (const n of nodes) {
       counts.set(n.status, (counts.get(n.status) ?? 0) + 1);
       total += n.duration ?? 0;
     }
-    const parts = [`${state.nodes.length} node${state.nodes.length === 1 ? '' : 's'}`];
+    const parts = [`${nodes.length} node${nodes.length === 1 ? '' : 's'}`];
     for (const status of NODE_STATUSES) {
       const k = counts.get(status);
       if (k) {
@@ -191,12 +279,45 @@ export class HamiltonPanel extends Widget {
         c.nodes.forEach(n => editedNodes.add(n));
       }
     }
-    const svg = renderDag(state.nodes, {
+    this._renderDiffer(conn);
+    const view = renderDagView(nodes, {
       activeCellId: conn.panel.content.activeCell?.model.id ?? null,
       edited: editedNodes,
-      onNodeClick: node => this._onNodeClick(conn.panel, node)
+      onNodeClick: node => this._onNodeClick(conn.panel, node),
+      cellLabel: id => conn.cellLabel(id)
     });
-    this._graph.appendChild(svg);
+    this._graph.appendChild(view);
+  }
+
+  /** Cells whose text differs from the code the kernel runs, with the offer to write it back. */
+  private _renderDiffer(conn: NotebookConnection): void {
+    const state = conn.state;
+    const edited = state ? state.cells.filter(c => conn.editedCells.has(c.cell_id)) : [];
+    if (!edited.length) {
+      return;
+    }
+    const title = document.createElement('div');
+    title.className = 'hnb-differ-title';
+    title.textContent =
+      `${edited.length} cell${edited.length === 1 ? '' : 's'} differ from the code the kernel ` +
+      'runs (edited since, or a restored checkpoint):';
+    this._differ.appendChild(title);
+    const ul = document.createElement('ul');
+    for (const c of edited) {
+      const li = document.createElement('li');
+      li.dataset.cellId = c.cell_id;
+      const label = conn.cellLabel(c.cell_id);
+      li.textContent = `${label ?? ''} ${c.label ?? c.nodes.join(', ')}`.trim();
+      ul.appendChild(li);
+    }
+    this._differ.appendChild(ul);
+    const write = this._button(
+      "Write the kernel's code into these cells",
+      'Replace the text of these cells by the code the kernel registered (undoable)',
+      () => void this.writeKernelCode()
+    );
+    write.classList.add('hnb-write-back');
+    this._differ.appendChild(write);
   }
 
   private _setMessage(text: string, hint = ''): void {
@@ -220,6 +341,9 @@ export class HamiltonPanel extends Widget {
   private _dirty = false;
   private readonly _refreshButton: HTMLButtonElement;
   private readonly _restoreButton: HTMLButtonElement;
+  private readonly _runStaleButton: HTMLButtonElement;
+  private readonly _differ: HTMLElement;
+  private _lastUndo: (() => void) | null = null;
   private readonly _notebookLine: HTMLElement;
   private readonly _message: HTMLElement;
   private readonly _summary: HTMLElement;

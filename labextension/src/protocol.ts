@@ -18,15 +18,19 @@ export type NodeStatus =
   | 'skipped'
   | 'stale'
   | 'never_run'
-  | 'running';
+  | 'running'
+  | 'queued'
+  | 'cleared';
 
 export const NODE_STATUSES: readonly NodeStatus[] = [
-  'computed',
   'cached',
+  'computed',
   'running',
+  'queued',
   'stale',
   'failed',
   'skipped',
+  'cleared',
   'never_run'
 ];
 
@@ -39,6 +43,8 @@ export interface IDagNode {
   reason: string;
   duration: number | null;
   code_version: string | null;
+  /** Where the node last ran (the engine), when the kernel says. */
+  where?: string;
 }
 
 export interface IDagCell {
@@ -46,6 +52,8 @@ export interface IDagCell {
   nodes: string[];
   source_hash: string;
   stale: boolean;
+  /** The cell as people know it (its first node). */
+  label?: string;
 }
 
 export interface IDagState {
@@ -68,14 +76,32 @@ export interface IErrorMessage {
   message: string;
 }
 
-export type KernelMessage = IStateMessage | IErrorMessage;
+export interface INoticeMessage {
+  type: 'notice';
+  protocol: number;
+  message: string;
+}
+
+export interface ICellSourcesMessage {
+  type: 'cell_sources';
+  protocol: number;
+  cells: { cell_id: string; body: string }[];
+}
+
+export type KernelMessage =
+  | IStateMessage
+  | IErrorMessage
+  | INoticeMessage
+  | ICellSourcesMessage;
 
 export type FrontendMessage =
   | { type: 'hello'; protocol: number }
   | { type: 'request_state'; protocol: number }
   | { type: 'run_cell'; protocol: number; cell_id: string }
   | { type: 'clear_cell'; protocol: number; cell_id: string }
-  | { type: 'restore'; protocol: number };
+  | { type: 'restore'; protocol: number }
+  | { type: 'run_stale'; protocol: number }
+  | { type: 'cell_sources'; protocol: number };
 
 function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
@@ -117,7 +143,8 @@ export function parseState(raw: unknown): IDagState | null {
       status: asStatus(n.status),
       reason: asString(n.reason),
       duration: typeof n.duration === 'number' ? n.duration : null,
-      code_version: typeof n.code_version === 'string' ? n.code_version : null
+      code_version: typeof n.code_version === 'string' ? n.code_version : null,
+      ...(typeof n.where === 'string' && n.where ? { where: n.where } : {})
     });
   }
   const cells: IDagCell[] = [];
@@ -130,7 +157,8 @@ export function parseState(raw: unknown): IDagState | null {
         cell_id: c.cell_id,
         nodes: asStringArray(c.nodes),
         source_hash: asString(c.source_hash),
-        stale: c.stale === true
+        stale: c.stale === true,
+        ...(typeof c.label === 'string' ? { label: c.label } : {})
       });
     }
   }

@@ -17,13 +17,14 @@ import itertools
 import linecache
 import logging
 import types
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hamilton import graph as h_graph
 from hamilton import node as h_node
 from hamilton.function_modifiers import base as fm_base
+from hamilton.htypes import get_type_as_string, types_match
 from hamilton.lifecycle.base import LifecycleAdapterSet
 
 from .versions import FunctionCode, analyze_function
@@ -260,12 +261,6 @@ def resolve_cell_nodes(cell: CellDef, config: Mapping[str, Any]) -> dict[str, h_
         for n in resolved:
             if n.name in config:  # Hamilton's rule: config values override nodes
                 continue
-            if n.node_role in (h_node.NodeType.EXPAND, h_node.NodeType.COLLECT):
-                raise CellError(
-                    f"`{fname}` uses Parallelizable/Collect, which needs Hamilton's task-based "
-                    f"executor; hamilton_nb runs nodes one by one. Build those steps with a "
-                    f"plain driver (`%hamilton export` writes the module), or return a list."
-                )
             if n.name in nodes:
                 raise CellError(f"Node `{n.name}` is defined twice in this cell.")
             nodes[n.name] = n
@@ -324,11 +319,11 @@ def _global_calls(fn: Any, fdef: ast.FunctionDef | ast.AsyncFunctionDef | None) 
     return frozenset(called & globals_read)
 
 
-def _called_nodes(cell: CellDef, node_names: Mapping[str, Any]) -> None:
+def _called_nodes(cell: CellDef, is_node: Callable[[str], bool]) -> None:
     """A node function calling another node's function by name works in a module (the name
     is the function) but not in a notebook, where the name holds the node's *value*."""
     for fname, calls in cell.global_calls.items():
-        bad = sorted(n for n in calls if n in node_names and n != fname)
+        bad = sorted(n for n in calls if n != fname and is_node(n))
         if bad:
             b = bad[0]
             raise CellError(
@@ -340,31 +335,41 @@ def _called_nodes(cell: CellDef, node_names: Mapping[str, Any]) -> None:
 
 
 class LiveDag:
-    """Cells and the Hamilton graph made of all their nodes."""
+    """Cells and the Hamilton graph made of all their nodes.
+
+    Registering a cell is incremental: only the cell's nodes and their direct neighbours are
+    validated and re-linked (Hamilton's ``update_dependencies`` re-copies every node of the
+    graph, which made each cell re-run O(notebook)). The nodes are Hamilton ``Node`` objects
+    linked as Hamilton links them (``dependencies`` / ``depended_on_by``); they are this
+    DAG's own copies, so re-linking them in place is safe. Everything is validated before
+    anything is changed, so a failing cell leaves the DAG as it was.
+    """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         self.cells: dict[str, CellDef] = {}
         self.config: dict[str, Any] = dict(config or {})
-        self.graph = h_graph.FunctionGraph({}, self.config)
+        self.nodes: dict[str, h_node.Node] = {}
         self.node_cell: dict[str, str] = {}
-        self._order: list[str] = []
+        # Dependency names: Hamilton's Node.name is a property, and the all-hit path reads
+        # these thousands of times.
         self.deps: dict[str, tuple[str, ...]] = {}
+        self._fcodes: dict[types.CodeType, FunctionCode] = {}
+        self._order: list[str] | None = []
+        if self.config:
+            self._set_all({}, self.config)  # config keys are input nodes, as in Hamilton
 
     # -- building -----------------------------------------------------------------------------
 
     def _build(
         self, cells: Mapping[str, CellDef], config: Mapping[str, Any]
-    ) -> tuple[h_graph.FunctionGraph, dict[str, str], list[str]]:
+    ) -> tuple[dict[str, h_node.Node], dict[str, str]]:
+        """Link every node of ``cells`` from scratch (restore, config change)."""
         nodes: dict[str, h_node.Node] = {}
         node_cell: dict[str, str] = {}
         for cell in cells.values():
             for name, n in cell.nodes.items():
                 if name in nodes:
-                    other = cells[node_cell[name]]
-                    raise CellError(
-                        f"Node `{name}` is already defined by {other.title}. Rename one of "
-                        f"them, or remove it from that cell and re-run that cell first."
-                    )
+                    raise _conflict(name, cells[node_cell[name]])
                 nodes[name] = n
                 node_cell[name] = cell.cell_id
         try:
@@ -374,45 +379,226 @@ class LiveDag:
         for key in config:
             if key not in nodes:
                 nodes[key] = h_node.Node(key, Any, node_source=h_node.NodeType.EXTERNAL)
-        sorter = graphlib.TopologicalSorter(
-            {name: [d.name for d in n.dependencies] for name, n in nodes.items()}
-        )
-        try:
-            order = list(sorter.static_order())
-        except graphlib.CycleError as e:
-            cycle = e.args[1]
-            where = ", ".join(
-                f"`{n}` ({cells[node_cell[n]].title})" for n in dict.fromkeys(cycle)
-                if n in node_cell
-            )
-            raise CellError(
-                f"This would make a dependency cycle: {' -> '.join(cycle)}. Nodes: {where}."
-            ) from None
-        return h_graph.FunctionGraph(nodes, dict(config)), node_cell, order
+        _topological(nodes, {k: tuple(d.name for d in n.dependencies) for k, n in nodes.items()},
+                     lambda n: cells[node_cell[n]].title if n in node_cell else None)
+        return nodes, node_cell
 
-    def _set(self, built: tuple[h_graph.FunctionGraph, dict[str, str], list[str]]) -> None:
-        self.graph, self.node_cell, self._order = built
-        # Dependency names, computed once per graph: Hamilton's Node.name is a property and the
-        # all-hit path reads these thousands of times.
-        self.deps = {name: tuple(d.name for d in n.dependencies)
-                     for name, n in self.graph.nodes.items()}
+    def _set_all(self, cells: dict[str, CellDef], config: Mapping[str, Any]) -> None:
+        nodes, node_cell = self._build(cells, config)
+        self.nodes, self.node_cell, self.cells = nodes, node_cell, cells
+        self.config = dict(config)
+        self.deps = {k: tuple(d.name for d in n.dependencies) for k, n in nodes.items()}
+        self._fcodes = {code: fc for c in cells.values() for code, fc in c.fcodes.items()}
+        self._order = None
 
     def add_cell(self, cell: CellDef, require: Iterable[str] = ()) -> None:
         """Register (or replace) a cell atomically: on error nothing changes.
 
         ``require``: node names that must exist afterwards (a cell's ``--outputs``).
+        Costs work proportional to the cell and its neighbours, not to the DAG.
         """
-        cells = {**self.cells, cell.cell_id: cell}
-        built = self._build(cells, self.config)
-        _called_nodes(cell, built[0].nodes)
-        missing = [n for n in require if n not in built[0].nodes]
+        old = self.cells.get(cell.cell_id)
+        plan = self._plan(cell, old)
+        missing = [n for n in require if n not in cell.nodes and not (
+            n in self.nodes and (old is None or n not in old.nodes))]
         if missing:
+            known = sorted({*self.nodes, *cell.nodes} - (set(old.nodes) - set(cell.nodes)
+                                                         if old else set()))
             raise CellError(
                 f"Unknown output(s): {', '.join(missing)}. Nodes in the live DAG with this "
-                f"cell: {', '.join(sorted(built[0].nodes)) or 'none'}."
+                f"cell: {', '.join(known) or 'none'}."
             )
-        self._set(built)
-        self.cells = cells
+        self._apply(cell, old, plan)
+
+    def _plan(self, cell: CellDef, old: CellDef | None) -> dict[str, Any]:
+        """Validate replacing ``old`` by ``cell``; return the input-node types to use."""
+        gone = set(old.nodes) if old else set()
+        new = cell.nodes
+        for name in new:
+            owner = self.node_cell.get(name)
+            if owner is not None and owner != cell.cell_id:
+                raise _conflict(name, self.cells[owner])
+        nodes = self.nodes
+        _called_nodes(cell, lambda n: n in new or (
+            n in nodes and n not in gone and not nodes[n].user_defined))
+
+        def target(name: str) -> h_node.Node | None:
+            if name in new:
+                return new[name]
+            if name in gone:
+                return None
+            n = self.nodes.get(name)
+            return None if n is None or n.user_defined else n
+
+        # Edges out of the cell's nodes.
+        inputs: dict[str, list[tuple[str, Any]]] = {}
+        for name, n in new.items():
+            for p, (ptype, _) in n.input_types.items():
+                t = target(p)
+                if t is None:
+                    inputs.setdefault(p, []).append((name, ptype))
+                elif not types_match(ptype, t.type):
+                    raise _type_error(name, p, ptype, t.type)
+        # Edges into the cell's nodes (and into names it stopped defining) from other cells.
+        for name in {*new, *gone}:
+            old_node = self.nodes.get(name)
+            for u in (old_node.depended_on_by if old_node is not None else ()):
+                uname = u.name
+                if uname in gone:
+                    continue
+                ptype = u.input_types[name][0]
+                t = target(name)
+                if t is None:
+                    inputs.setdefault(name, []).append((uname, ptype))
+                elif not types_match(ptype, t.type):
+                    raise _type_error(uname, name, ptype, t.type)
+        # Inputs: every consumer must agree, as Hamilton's add_dependency requires.
+        input_types: dict[str, Any] = {}
+        for p in inputs:
+            consumers = [(u.name, u.input_types[p][0]) for u in (
+                self.nodes[p].depended_on_by if p in self.nodes else ())
+                if u.name not in gone and u.name not in new]
+            seen = {c for c, _ in consumers}
+            consumers += [(c, t) for c, t in inputs[p] if c not in seen]
+            typ = consumers[0][1]
+            for c, t in consumers[1:]:
+                if types_match(t, typ):
+                    continue
+                if not types_match(typ, t):
+                    raise CellError(
+                        f"Hamilton rejects the DAG: `{c}` and another function need input "
+                        f"`{p}` with incompatible types ({get_type_as_string(t)} vs "
+                        f"{get_type_as_string(typ)}). Make the annotations agree."
+                    )
+                typ = t  # the tighter of the two, as Hamilton does
+            input_types[p] = typ
+        self._check_cycle(cell, gone)
+        return input_types
+
+    def _check_cycle(self, cell: CellDef, gone: set[str]) -> None:
+        """A new cycle must go through one of the cell's nodes: walk downstream from them."""
+        new = cell.nodes
+        if not new:
+            return
+        old = self.cells.get(cell.cell_id)
+        if old is not None and _shape(old) == _shape(cell):
+            return  # same nodes with the same inputs: the graph's shape did not change
+        readers: dict[str, list[str]] = {}  # name -> the cell's nodes that read it
+        for m, n in new.items():
+            for p in n.input_types:
+                readers.setdefault(p, []).append(m)
+        nodes = self.nodes
+
+        def downstream(name: str) -> Iterable[str]:
+            n = nodes.get(name) if name not in gone or name in new else None
+            out = [u.name for u in n.depended_on_by] if n is not None else []
+            if gone:
+                out = [u for u in out if u not in gone]
+            return out + readers.get(name, [])
+
+        # Any path new -> ... -> x with x a dependency of a new node closes a cycle; so does
+        # a cycle among the cell's own nodes. Coloured DFS finds both.
+        state: dict[str, int] = {}
+        stack_path: list[str] = []
+
+        def visit(start: str) -> None:
+            stack = [(start, iter(downstream(start)))]
+            state[start] = 1
+            stack_path.append(start)
+            while stack:
+                name, it = stack[-1]
+                nxt = next(it, None)
+                if nxt is None:
+                    stack.pop()
+                    stack_path.pop()
+                    state[name] = 2
+                    continue
+                s = state.get(nxt, 0)
+                if s == 1:
+                    cyc = [*stack_path[stack_path.index(nxt):], nxt]
+                    raise CellError(
+                        f"This would make a dependency cycle: {' -> '.join(reversed(cyc))}. "
+                        f"Nodes: {', '.join(f'`{c}`' for c in dict.fromkeys(cyc))}."
+                    )
+                if s == 0:
+                    state[nxt] = 1
+                    stack_path.append(nxt)
+                    stack.append((nxt, iter(downstream(nxt))))
+
+        for name in new:
+            if state.get(name, 0) == 0:
+                visit(name)
+
+    def _apply(self, cell: CellDef, old: CellDef | None, input_types: dict[str, Any]) -> None:
+        """Re-link in place (cannot fail: everything was validated by _plan)."""
+        nodes = self.nodes
+        gone = set(old.nodes) if old else set()
+        new = {name: n.copy(include_refs=False) for name, n in cell.nodes.items()}
+        # Who pointed at the names being replaced (other cells' nodes).
+        dependants: dict[str, list[h_node.Node]] = {}
+        for name in {*gone, *new}:
+            old_node = nodes.get(name)
+            if old_node is not None:
+                dependants[name] = [u for u in old_node.depended_on_by if u.name not in gone]
+        # Unlink the old nodes from their dependencies.
+        for name in gone:
+            o = nodes.pop(name)
+            for d in o.dependencies:
+                d._depended_on_by = [x for x in d.depended_on_by if x is not o]
+            self.node_cell.pop(name, None)
+            self.deps.pop(name, None)
+        for name in new:
+            old_input = nodes.pop(name, None)  # an external input the cell now defines
+            if old_input is not None:
+                self.deps.pop(name, None)
+        nodes.update(new)
+        for name in new:
+            self.node_cell[name] = cell.cell_id
+
+        def resolve(p: str) -> h_node.Node:
+            t = nodes.get(p)
+            if t is None:
+                t = nodes[p] = h_node.Node(p, input_types.get(p, Any),
+                                           node_source=h_node.NodeType.EXTERNAL)
+                self.deps[p] = ()
+            elif t.user_defined and p in input_types and t.type != input_types[p]:
+                t.set_type(input_types[p])
+            return t
+
+        for name, n in new.items():
+            deps = []
+            for p in n.input_types:
+                t = resolve(p)
+                n._dependencies.append(t)
+                t._depended_on_by.append(n)
+                deps.append(p)
+            self.deps[name] = tuple(deps)
+        # Re-point other cells' nodes at the new node (or at an input node).
+        for name, users in dependants.items():
+            t = resolve(name)
+            for u in users:
+                u._dependencies = [t if d.name == name else d for d in u.dependencies]
+                if all(x is not u for x in t.depended_on_by):
+                    t._depended_on_by.append(u)
+        # Input nodes nobody reads any more go (config keys stay, as Hamilton keeps them).
+        for name in list(gone):
+            if name not in new and name in nodes and not nodes[name].depended_on_by \
+                    and name not in self.config:
+                del nodes[name]
+                self.deps.pop(name, None)
+        for o in (old.nodes.values() if old else ()):
+            for p in o.input_types:
+                t = nodes.get(p)
+                if (t is not None and t.user_defined and not t.depended_on_by
+                        and p not in self.config):
+                    del nodes[p]
+                    self.deps.pop(p, None)
+        if old is not None:
+            for code in old.fcodes:
+                self._fcodes.pop(code, None)
+        self._fcodes.update(cell.fcodes)
+        self.cells = {**self.cells, cell.cell_id: cell}
+        self._order = None
 
     def add_cells(self, new: Iterable[CellDef]) -> None:
         """Register (or replace) several cells with one graph build (checkpoint restore);
@@ -420,13 +606,14 @@ class LiveDag:
         cells = dict(self.cells)
         for cell in new:
             cells[cell.cell_id] = cell
-        self._set(self._build(cells, self.config))
-        self.cells = cells
+        self._set_all(cells, self.config)
 
     def remove_cell(self, cell_id: str) -> CellDef:
+        cell = self.cells[cell_id]
+        empty = dataclasses.replace(cell, nodes={}, functions={}, fcodes={}, global_calls={})
+        self._apply(empty, cell, self._plan(empty, cell))
         cells = dict(self.cells)
-        cell = cells.pop(cell_id)
-        self._set(self._build(cells, self.config))
+        del cells[cell_id]
         self.cells = cells
         return cell
 
@@ -434,8 +621,7 @@ class LiveDag:
         """Re-resolve every cell with a new Hamilton config (``@config.when`` etc.)."""
         resolved = {cid: resolve_cell_nodes(c, config) for cid, c in self.cells.items()}
         cells = {cid: dataclasses.replace(c, nodes=resolved[cid]) for cid, c in self.cells.items()}
-        self._set(self._build(cells, config))
-        self.cells, self.config = cells, dict(config)
+        self._set_all(cells, config)
 
     def clear(self) -> None:
         self.__init__(self.config)  # type: ignore[misc]
@@ -443,19 +629,16 @@ class LiveDag:
     # -- queries ------------------------------------------------------------------------------
 
     @property
-    def nodes(self) -> dict[str, h_node.Node]:
-        return self.graph.nodes
+    def graph(self) -> h_graph.FunctionGraph:
+        """The whole DAG as a Hamilton ``FunctionGraph`` (built on request)."""
+        return h_graph.FunctionGraph(self.nodes, dict(self.config))
 
     def cell_of(self, name: str) -> CellDef | None:
         cid = self.node_cell.get(name)
         return self.cells.get(cid) if cid else None
 
     def fcode(self, fn: types.FunctionType) -> FunctionCode | None:
-        code = inspect.unwrap(fn).__code__
-        for cell in self.cells.values():
-            if code in cell.fcodes:
-                return cell.fcodes[code]
-        return None
+        return self._fcodes.get(inspect.unwrap(fn).__code__)
 
     def find_cell_for(self, names: Iterable[str]) -> list[str]:
         """Cells that define any of ``names`` (fallback cell identity with no cell id)."""
@@ -463,19 +646,66 @@ class LiveDag:
         return [cid for cid, c in self.cells.items() if names & (set(c.nodes) | set(c.functions))]
 
     def upstream(self, outputs: Iterable[str], stop_at: Iterable[str] = ()) -> list[str]:
-        """Everything ``outputs`` need, in topological order; ``stop_at`` nodes are leaves."""
+        """Everything ``outputs`` need, in topological order; ``stop_at`` nodes are leaves.
+
+        Work proportional to what is needed (a depth-first post-order), not to the DAG."""
         stop = set(stop_at)
-        need: set[str] = set()
-        todo = list(outputs)
-        while todo:
-            name = todo.pop()
-            if name in need:
+        deps = self.deps
+        done: set[str] = set()
+        order: list[str] = []
+        for out in outputs:
+            if out in done:
                 continue
-            need.add(name)
-            if name not in stop:
-                todo.extend(self.deps[name])
-        return [n for n in self._order if n in need]
+            stack = [(out, iter(() if out in stop else deps[out]))]
+            done.add(out)
+            while stack:
+                name, it = stack[-1]
+                for d in it:
+                    if d not in done:
+                        done.add(d)
+                        stack.append((d, iter(() if d in stop else deps[d])))
+                        break
+                else:
+                    stack.pop()
+                    order.append(name)
+        return order
 
     @property
     def order(self) -> list[str]:
+        """Every node in a topological order (computed when the DAG changed)."""
+        if self._order is None:
+            self._order = _topological(self.nodes, self.deps, lambda n: None)
         return list(self._order)
+
+
+def _shape(cell: CellDef) -> dict[str, tuple[str, ...]]:
+    return {name: tuple(n.input_types) for name, n in cell.nodes.items()}
+
+
+def _conflict(name: str, other: CellDef) -> CellError:
+    return CellError(
+        f"Node `{name}` is already defined by {other.title}. Rename one of "
+        f"them, or remove it from that cell and re-run that cell first."
+    )
+
+
+def _type_error(user: str, param: str, want: Any, have: Any) -> CellError:
+    return CellError(
+        f"Hamilton rejects the DAG (types do not match): `{user}` expects `{param}` to be "
+        f"{get_type_as_string(want)}, but node `{param}` returns {get_type_as_string(have)}. "
+        f"Make the annotations agree."
+    )
+
+
+def _topological(
+    nodes: Mapping[str, Any], deps: Mapping[str, Iterable[str]], where: Callable[[str], Any]
+) -> list[str]:
+    sorter = graphlib.TopologicalSorter({name: list(deps[name]) for name in nodes})
+    try:
+        return list(sorter.static_order())
+    except graphlib.CycleError as e:
+        cycle = e.args[1]
+        titles = ", ".join(f"`{n}` ({t})" for n in dict.fromkeys(cycle) if (t := where(n)))
+        raise CellError(
+            f"This would make a dependency cycle: {' -> '.join(cycle)}. Nodes: {titles}."
+        ) from None

@@ -5,6 +5,7 @@ Layout of a cache folder (format :data:`STORE_FORMAT`)::
     FORMAT                         "hamilton_nb-store 1"
     values/ab/<data version>.joblib (or .parquet)
     index/<host>-<pid>-<random>.jsonl   one journal per writing process
+    tmp/<host>-<pid>-<random>.*    values being written (reclaimed once their writer is gone)
     checkpoints/<name>.json        named checkpoints (see checkpoint.py)
 
 Why a journal per process and not SQLite: a finished node must survive a killed kernel, yet the
@@ -15,18 +16,26 @@ required, DESIGN.md §4). One file per process means concurrent kernels never in
 and a torn last line (killed mid-write) can only be at the end of a dead process's journal,
 where the reader drops it. Values are written to a temporary file and renamed into place, so a
 value file is either complete or absent.
+
+Everything read from the folder is untrusted data (see ``_trust.py``): every record is checked
+field by field (a bad one is skipped with one warning per journal), value files are named only
+by validated digests and never reached through a link out of ``values/``, every value (inline
+too) carries a checksum verified on load, and with a cache key every record is signed. A folder
+that cannot be written (read-only, full, gone) never fails a run: the store keeps new values in
+memory from then on and warns once (:attr:`DiskStore.degraded`).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import fcntl
 import json
-import mmap
 import os
 import pickle
-import socket
+import re
+import stat
 import tempfile
 import threading
 import time
@@ -40,6 +49,7 @@ from typing import Any, Protocol
 import joblib
 import xxhash
 
+from . import _trust
 from ._files import atomic_write
 
 STORE_FORMAT = 1
@@ -70,7 +80,8 @@ class Entry:
     last_used: float
     parts: dict[str, Any] = field(default_factory=dict)  # what the key was made of (for `why`)
     inline: str | None = None  # base64 pickle for fmt == "inline"
-    checksum: str | None = None  # xxh3-64 of the value file: a damaged file is a miss
+    # xxh3-64 (or keyed BLAKE2b, "b2:...") of the value file or inline pickle: verified on load
+    checksum: str | None = None
 
 
 class Store(Protocol):
@@ -90,7 +101,14 @@ class Store(Protocol):
         parts: dict[str, Any],
     ) -> Entry: ...
 
-    def load(self, entry: Entry) -> Any: ...
+    def load(self, entry: Entry, verify: bool = True) -> Any:
+        """The value of ``entry``. ``verify=False`` skips the full checksum of a value file
+        (the caller must then call :meth:`verify`, e.g. in the background)."""
+        ...
+
+    def verify(self, entry: Entry) -> bool:
+        """Whether the stored value still matches the checksum its entry recorded."""
+        ...
 
     def entries(self) -> list[Entry]: ...
 
@@ -115,13 +133,79 @@ class Store(Protocol):
     def flush(self) -> None: ...
 
 
-def _file_checksum(path: Path) -> str:
-    # Hash the page cache through a read-only map: no copy into Python, ~10 GB/s for xxh3.
-    with open(path, "rb") as fh:
-        if os.fstat(fh.fileno()).st_size == 0:
-            return xxhash.xxh3_64_hexdigest(b"")
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            return xxhash.xxh3_64_hexdigest(m)
+def _new_hasher(key: bytes | None = None) -> Any:
+    """The checksum of value files (xxh3-64; keyed BLAKE2b with a cache key, see _trust.py), as
+    a streaming hasher: written and read files are hashed the same way, so a checksum computed
+    while writing equals one of the file."""
+    return xxhash.xxh3_64() if key is None else _trust.Hasher(key)
+
+
+_CHUNK = 8 * 2**20
+
+
+def _file_checksum(path: Path, key: bytes | None = None) -> str:
+    # Chunks through one reused buffer, not a memory map: mapping the file made every page of it
+    # count in the process's memory while hashing (a 1 GiB value peaked at 2x its size).
+    h = _new_hasher(key)
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    # O_NOFOLLOW|O_NONBLOCK: a link or a FIFO planted in values/ fails here, never blocks.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with open(fd, "rb", buffering=0) as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+class _HashingFile:
+    """Write-only file for ``joblib.dump`` that checksums every byte on its way to the file.
+
+    No second pass over the file just written (it used to be hashed back through a memory
+    map: as much extra memory as the value, and a second read of it).
+    """
+
+    def __init__(self, fh: Any, key: bytes | None = None) -> None:
+        self._fh = fh
+        self._hasher = _new_hasher(key)
+
+    def write(self, data: Any) -> int:
+        self._hasher.update(data)
+        return self._fh.write(data)
+
+    def tell(self) -> int:  # joblib aligns array data for memory-mapping
+        return self._fh.tell()
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def hexdigest(self) -> str:
+        return self._hasher.hexdigest()
+
+
+_SAMPLE = 64 * 1024
+
+
+def _file_identity(path: Path) -> tuple[int, int, int, int, str]:
+    """What changes when a file is rewritten, replaced or touched — size, mtime, ctime (which
+    cannot be set back), inode — plus a hash of its first and last 64 kB, read on every call:
+    timestamps are only as fine as the kernel's clock tick, so damage done right after a write
+    could keep them, and header damage (the pickle's frame) is caught whatever the clock."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        h = xxhash.xxh3_64(os.pread(fd, _SAMPLE, 0))
+        if st.st_size > _SAMPLE:
+            h.update(os.pread(fd, _SAMPLE, max(_SAMPLE, st.st_size - _SAMPLE)))
+    finally:
+        os.close(fd)
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, h.hexdigest()
+
+
+def _unlink(path: str | os.PathLike[str]) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 class _TooBig(Exception):
@@ -173,7 +257,7 @@ class _Index:
     def apply(self, rec: dict[str, Any]) -> None:
         op = rec.get("op")
         if op == "put":
-            e = Entry(**rec["entry"])
+            e = rec["entry"] if isinstance(rec["entry"], Entry) else Entry(**rec["entry"])
             self.by_key[e.key] = e
             if e.checksum is not None:
                 self.checksums[f"{e.data_version}.{e.fmt}"] = e.checksum
@@ -219,9 +303,11 @@ class MemoryStore:
     Values are kept pickled, so mutating a returned value never changes the cache.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, degraded: str | None = None) -> None:
         self._index = _Index()
         self._values: dict[str, bytes] = {}
+        # Why this session has no disk cache (its folder could not be used), or None.
+        self.degraded = degraded
 
     def lookup(self, key: str) -> Entry | None:
         return self._index.by_key.get(key)
@@ -241,7 +327,10 @@ class MemoryStore:
         self._index.apply({"op": "put", "entry": asdict(entry)})
         return entry
 
-    def load(self, entry: Entry) -> Any:
+    def verify(self, entry: Entry) -> bool:
+        return entry.data_version in self._values  # kept in this process: cannot be damaged
+
+    def load(self, entry: Entry, verify: bool = True) -> Any:
         data = self._values.get(entry.data_version)
         if data is None:
             raise CorruptEntry(f"value of `{entry.node}` is gone")
@@ -276,94 +365,256 @@ class MemoryStore:
 class DiskStore:
     """The on-disk store (see module docstring). Safe to share between processes."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], key: bytes | None = None) -> None:
         self.root = Path(root).absolute()
         self._values = self.root / "values"
         self._index_dir = self.root / "index"
         self._tmp = self.root / "tmp"
-        for d in (self._values, self._index_dir, self._tmp):
-            d.mkdir(parents=True, exist_ok=True)
-        self._check_format()
+        self.key = key  # signs and verifies every record (see _trust.py); None: unsigned
+        # Why the folder stopped taking writes (full, read-only...), or None. Once set, new
+        # values are kept in memory (``_mem``) and entries are still read from the folder.
+        self.degraded: str | None = None
+        self._mem: dict[str, bytes] = {}
+        self.last_reclaimed = (0, 0)  # (files, bytes) of leftover temp files last reclaimed
+        self._skipped = False  # some record was refused: compaction would lose it, keep files
         self._index = _Index()
         self._offsets: dict[str, int] = {}
         self._pending_touch: set[str] = set()
+        # value file name -> (identity, checksum) of files this process wrote or fully hashed:
+        # the full checksum is paid at most once per process per file, while it stays the same.
+        self._verified: dict[str, tuple[tuple[int, int, int, int], str]] = {}
         self._lock = threading.Lock()
         self._journal_fd: int | None = None
-        self._journal_name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+        self._journal_name = f"{_trust.temp_prefix()}{uuid.uuid4().hex[:8]}.jsonl"
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"The cache folder {self.root} is a file, not a folder. Point "
+                             f"HAMILTON_NB_CACHE (or `%hamilton cache dir PATH`) at a folder.")
+        try:
+            for d in (self._values, self._index_dir, self._tmp):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            # An existing folder that cannot be written (read-only) is still read; one that
+            # cannot even be created is refused (the session then uses memory only).
+            if not (_trust.is_disk_error(e) and self.root.is_dir()):
+                raise
+            self._degrade(e, "creating its subfolders")
+        for d in (self._values, self._index_dir, self._tmp):
+            if (d.exists() or d.is_symlink()) and not _trust.inside(d, self.root):
+                raise StoreError(f"{d} is a link out of the cache folder: refusing to use it. "
+                                 f"Delete the link, or use another folder.")
+        self._check_format()
+        if self.degraded is None:
+            self.reclaim()  # temp files of killed writers
         self.refresh()
-        self.compact()
+        if self.degraded is None:
+            self.compact()
+
+    def _degrade(self, e: BaseException, doing: str) -> None:
+        """From now on keep new values in memory: the folder cannot take writes. Warns once."""
+        if self.degraded is not None:
+            return
+        self.degraded = f"{doing}: {getattr(e, 'strerror', None) or e}"
+        warnings.warn(
+            f"hamilton_nb: cannot write to the cache folder {self.root} ({self.degraded}). "
+            f"{_trust.disk_remedy(e)}. Until then new values are kept in memory for this "
+            f"session only (results are still correct).", stacklevel=4,
+        )
 
     # -- format and journal ------------------------------------------------------------------
 
     def _check_format(self) -> None:
         marker = self.root / "FORMAT"
         want = f"hamilton_nb-store {STORE_FORMAT}\n"
+        elsewhere = "use another folder (HAMILTON_NB_CACHE or `%hamilton cache dir PATH`)"
         try:
-            have = marker.read_text()
+            raw: bytes | None = _trust.read_regular(marker, 4096)
         except FileNotFoundError:
-            self._atomic_write_bytes(marker, want.encode())
+            raw = None
+        except OSError:  # a folder, a link, a FIFO where the marker should be: damaged
+            raw = b"\0"
+        if raw == want.encode():
             return
-        if have != want:
+        m = re.fullmatch(rb"\s*hamilton_nb-store[ \t]+(\d{1,9})\s*", raw or b"")
+        if m is not None and int(m[1]) > STORE_FORMAT:
             raise StoreError(
-                f"The cache folder {self.root} holds format {have.strip()!r}, but this version of "
-                f"hamilton_nb writes {want.strip()!r}. Use another folder (HAMILTON_NB_CACHE or "
-                f"%hamilton cache dir PATH), or delete this one."
+                f"The cache folder {self.root} was written by a newer hamilton_nb (store format "
+                f"{int(m[1])}; this version reads format {STORE_FORMAT}) and is left untouched. "
+                f"Upgrade hamilton_nb, or {elsewhere}."
             )
+        if m is not None and int(m[1]) != STORE_FORMAT:
+            raise StoreError(
+                f"The cache folder {self.root} holds store format {int(m[1])}, which this "
+                f"version of hamilton_nb (format {STORE_FORMAT}) cannot read. Delete the folder, "
+                f"or {elsewhere}."
+            )
+        if raw is not None and m is None:
+            if not self._readable_as_current():
+                raise StoreError(
+                    f"The FORMAT marker of the cache folder {self.root} is damaged and the "
+                    f"folder's contents are not readable as store format {STORE_FORMAT}. Move the "
+                    f"folder aside or delete it, or {elsewhere}."
+                )
+            warnings.warn(f"hamilton_nb: repaired the damaged FORMAT marker of the cache folder "
+                          f"{self.root} (its contents read as store format {STORE_FORMAT}).",
+                          stacklevel=4)
+        try:  # missing, or damaged with readable contents, or whitespace off: (re)write it
+            self._atomic_write_bytes(marker, want.encode())
+        except OSError as e:
+            if not _trust.is_disk_error(e):
+                raise
+            self._degrade(e, "writing its FORMAT marker")
+
+    def _readable_as_current(self) -> bool:
+        """Whether the journals read as this format: the first line of some journal is a valid
+        record (or there are no journals yet)."""
+        seen = False
+        for path in sorted(self._index_dir.glob("*.jsonl")):
+            try:
+                data = _trust.read_regular(path, 1 << 16)
+            except OSError:
+                continue
+            if b"\n" not in data:
+                continue
+            seen = True
+            try:
+                _trust.parse_record(json.loads(data.split(b"\n", 1)[0]))
+            except (ValueError, RecursionError):
+                continue
+            return True
+        return not seen
 
     def _atomic_write_bytes(self, path: Path, data: bytes) -> None:
         atomic_write(path, data, self._tmp)
 
     def _append(self, rec: dict[str, Any]) -> None:
+        if self.key is not None:
+            _trust.sign(rec, self.key)
         line = (json.dumps(rec, separators=(",", ":")) + "\n").encode()
         with self._lock:
-            if self._journal_fd is None:
-                # Created and locked outside index/, then renamed in: compaction can never see
-                # it unlocked and take it for a dead process's journal. The lock is held for
-                # the life of the process.
-                tmp = self._tmp / self._journal_name
-                self._journal_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                fcntl.flock(self._journal_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                os.rename(tmp, self._index_dir / self._journal_name)
-                self._offsets[self._journal_name] = 0
-            os.write(self._journal_fd, line)  # one write: all of the line or (if killed) a tail
-            self._offsets[self._journal_name] += len(line)
+            if self.degraded is None:
+                try:
+                    self._write_line(line)
+                except OSError as e:
+                    if not _trust.is_disk_error(e):
+                        raise
+                    self._degrade(e, "writing its journal")
             self._index.apply(rec)
 
+    def _write_line(self, line: bytes) -> None:
+        if self._journal_fd is None:
+            # Created and locked outside index/, then renamed in: compaction can never see
+            # it unlocked and take it for a dead process's journal. The lock is held for
+            # the life of the process.
+            tmp = self._tmp / self._journal_name
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.rename(tmp, self._index_dir / self._journal_name)
+            except BaseException:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            self._journal_fd = fd
+            self._offsets[self._journal_name] = 0
+        start = self._offsets[self._journal_name]
+        try:
+            n = os.write(self._journal_fd, line)  # one write: all of the line or (if killed) a tail
+            if n != len(line):
+                raise OSError(errno.ENOSPC, "journal line written in part")
+        except OSError:
+            # A partial line would glue itself to the next record: cut it off again.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._journal_fd, start)
+            raise
+        self._offsets[self._journal_name] = start + n
+
     def refresh(self) -> None:
-        """Read what other processes appended since the last call (cheap: one stat per journal)."""
+        """Read what other processes appended since the last call (cheap: one stat per journal).
+
+        Every record is checked (see ``_trust.parse_record``) and, with a key, its signature:
+        a bad record is skipped, with one warning per journal naming it.
+        """
         with self._lock:
             records: list[dict[str, Any]] = []
             for path in self._index_dir.glob("*.jsonl"):
                 name = path.name
+                if name == self._journal_name:
+                    continue
                 start = self._offsets.get(name, 0)
                 try:
-                    size = path.stat().st_size
+                    st = os.lstat(path)
                 except FileNotFoundError:
                     continue
-                if size <= start or name == self._journal_name:
+                if not stat.S_ISREG(st.st_mode):
+                    if name not in self._offsets:
+                        self._offsets[name] = 0
+                        self._skipped = True
+                        warnings.warn(f"hamilton_nb: ignored {path}: not a regular file (a link "
+                                      f"or a folder). Delete it.", stacklevel=2)
                     continue
-                with open(path, "rb") as fh:
-                    fh.seek(start)
-                    data = fh.read(size - start)
-                end = data.rfind(b"\n") + 1  # an incomplete last line is read next time
-                for line in data[:end].splitlines():
-                    try:
-                        records.append(json.loads(line))
-                    except ValueError:
-                        warnings.warn(
-                            f"hamilton_nb: skipped a damaged line in cache journal {path}",
-                            stacklevel=2,
-                        )
-                self._offsets[name] = start + end
-            records.sort(key=lambda r: r.get("at", 0.0))
-            for rec in records:
+                if st.st_size <= start:
+                    continue
                 try:
-                    self._index.apply(rec)
-                except (KeyError, TypeError):
-                    warnings.warn(
-                        f"hamilton_nb: skipped an unreadable cache journal record in {self.root}",
-                        stacklevel=2,
-                    )
+                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                except FileNotFoundError:
+                    continue
+                with os.fdopen(fd, "rb") as fh:
+                    fh.seek(start)
+                    data = fh.read(st.st_size - start)
+                end = data.rfind(b"\n") + 1  # an incomplete last line is read next time
+                records += self._parse_lines(path, data[:end])
+                self._offsets[name] = start + end
+            records.sort(key=lambda r: r["at"])
+            for rec in records:
+                self._index.apply(rec)
+
+    def _parse_lines(self, path: Path, data: bytes) -> list[dict[str, Any]]:
+        good: list[dict[str, Any]] = []
+        bad: list[str] = []
+        untrusted: list[str] = []
+        for line in data.splitlines():
+            try:
+                raw = json.loads(line)
+                rec = _trust.parse_record(raw)
+            except (ValueError, RecursionError) as e:
+                bad.append(str(e)[:120])
+                continue
+            if self.key is not None:
+                problem = _trust.signature_problem(raw, self.key)
+                if (problem is None and rec["op"] == "put"
+                        and not rec["entry"]["checksum"].startswith("b2:")):
+                    problem = "unkeyed checksum"
+                if problem is not None:
+                    untrusted.append(problem)
+                    continue
+            elif rec["op"] == "put" and rec["entry"]["checksum"].startswith("b2:"):
+                untrusted.append("written with a cache key")
+                continue
+            if rec["op"] == "put":
+                rec["entry"] = Entry(**rec["entry"])
+            good.append(rec)
+        if bad:
+            self._skipped = True
+            warnings.warn(
+                f"hamilton_nb: skipped {len(bad)} damaged record(s) in cache journal {path} "
+                f"(first: {bad[0]}). Their entries are misses (computed again); the rest of the "
+                f"cache is used.", stacklevel=3,
+            )
+        if untrusted:
+            self._skipped = True
+            if self.key is not None:
+                how = ("with a cache key set, only entries signed with that key are used "
+                       "(they are computed again and stored signed). Delete that journal if "
+                       "you did not write it")
+            else:
+                how = ("set HAMILTON_NB_CACHE_KEY (or `%hamilton cache key ...`) to the key "
+                       "they were written with to use them")
+            warnings.warn(
+                f"hamilton_nb: skipped {len(untrusted)} record(s) in cache journal {path} "
+                f"({untrusted[0]}): {how}. Their entries are misses.", stacklevel=3,
+            )
+        return good
 
     # -- Store protocol ------------------------------------------------------------------------
 
@@ -375,6 +626,19 @@ class DiskStore:
 
     def value_path(self, data_version: str, fmt: str) -> Path:
         return self._values / data_version[:2] / f"{data_version}.{fmt}"
+
+    def _confined_path(self, entry: Entry) -> Path:
+        """The value file of ``entry``, refused unless its name is a digest and the path, with
+        every link resolved, stays inside values/ (a record is data from disk, not a path)."""
+        path = self.value_path(entry.data_version, entry.fmt)
+        if (entry.fmt not in _trust.FILE_FORMATS or not _trust.DIGEST.match(entry.data_version)
+                or not _trust.inside(path, self._values)):
+            raise CorruptEntry(f"value file of `{entry.node}` would be outside the cache "
+                               f"folder's values/ ({path}): refused")
+        return path
+
+    def _checksum_key(self, checksum: str | None) -> bytes | None:
+        return self.key if checksum is not None and checksum.startswith("b2:") else None
 
     def put(
         self,
@@ -390,25 +654,48 @@ class DiskStore:
         inline = checksum = None
         if fmt == "joblib" and (small := _pickle_inline(value)) is not None:
             fmt, inline, size = "inline", base64.b64encode(small).decode(), len(small)
+            checksum = _trust.checksum_of(small, self.key)
         else:
-            size, checksum = self._write_value(value, data_version, fmt)
+            written = self._write_value(value, data_version, fmt) if self.degraded is None else None
+            if written is None:  # the folder takes no writes: keep the value in memory
+                try:
+                    data = pickle.dumps(value, protocol=5)
+                except Exception as e:  # whatever pickling raises
+                    raise StoreError(f"{type(value).__qualname__} cannot be pickled: {e}") from e
+                self._mem[data_version] = data
+                fmt, size = "memory", len(data)
+            else:
+                size, checksum = written
         now = time.time()
         entry = Entry(key, node, code_version, data_version, fmt, size, compute_time, now, now,
                       parts, inline, checksum)
         self._append({"op": "put", "at": now, "entry": _entry_record(entry)})
         return entry
 
-    def _write_value(self, value: Any, data_version: str, fmt: str) -> tuple[int, str]:
+    def _write_value(self, value: Any, data_version: str, fmt: str) -> tuple[int, str] | None:
+        """Write a value file; (size, checksum), or None if the folder stopped taking writes."""
+        if fmt not in _trust.FILE_FORMATS or not _trust.DIGEST.match(data_version):
+            raise StoreError(f"a value file cannot be named after data version "
+                             f"{data_version[:80]!r} with format {fmt!r}")
         path = self.value_path(data_version, fmt)
         known = self._index.checksums.get(path.name)
-        if known is not None and path.exists():
-            # Content-addressed: the same data is already there (undo, early cutoff) — as long
-            # as the file is still the one an entry vouched for.
-            with contextlib.suppress(OSError):
-                if _file_checksum(path) == known:
-                    return path.stat().st_size, known
-        path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._tmp, suffix="." + fmt)
+        # Content-addressed: the same data may already be there (undo, early cutoff) — as long
+        # as the file is still the one an entry vouched for.
+        if known is not None and self._holds(path, known):
+            return path.stat().st_size, known
+        try:
+            path.parent.mkdir(exist_ok=True)
+            if not _trust.inside(path.parent, self._values):
+                raise StoreError(f"{path.parent} is a link out of the cache folder: not writing "
+                                 f"there. Delete it.")
+            # Named after this process: a store that opens later reclaims it if we are killed.
+            fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix=_trust.temp_prefix(),
+                                       suffix="." + fmt)
+        except OSError as e:
+            if not _trust.is_disk_error(e):
+                raise
+            self._degrade(e, "writing a value")
+            return None
         os.close(fd)
         try:
             if fmt == "parquet":
@@ -419,33 +706,92 @@ class DiskStore:
                         f"format='parquet' needs a DataFrame, got {type(value).__qualname__}"
                     )
                 value.to_parquet(tmp)
+                checksum = _file_checksum(Path(tmp), self.key)
             else:
-                joblib.dump(value, tmp)
-            checksum = _file_checksum(Path(tmp))  # read back from the page cache: cheap
+                with open(tmp, "wb") as fh:
+                    sink = _HashingFile(fh, self.key)
+                    joblib.dump(value, sink)
+                checksum = sink.hexdigest()
             os.replace(tmp, path)
+            with contextlib.suppress(OSError):
+                self._verified[path.name] = (_file_identity(path), checksum)
         except StoreError:
-            os.unlink(tmp)
+            _unlink(tmp)
             raise
+        except OSError as e:
+            _unlink(tmp)  # a half-written file must not stay: nothing poisons a later run
+            if not _trust.is_disk_error(e):
+                raise StoreError(f"{type(value).__qualname__} cannot be stored as {fmt}: "
+                                 f"{e}") from e
+            self._degrade(e, "writing a value")
+            return None
         except Exception as e:  # joblib/pyarrow raise many kinds for "cannot serialize"
-            os.unlink(tmp)
+            _unlink(tmp)
             raise StoreError(f"{type(value).__qualname__} cannot be stored as {fmt}: {e}") from e
         except BaseException:
-            os.unlink(tmp)
+            _unlink(tmp)
             raise
         return path.stat().st_size, checksum
 
-    def load(self, entry: Entry) -> Any:
+    def verify(self, entry: Entry) -> bool:
+        if entry.fmt == "memory":
+            return entry.data_version in self._mem  # kept in this process: cannot be damaged
+        if entry.checksum is None:
+            return False  # every value written to disk carries one
         if entry.fmt == "inline":
-            assert entry.inline is not None
             try:
-                return pickle.loads(base64.b64decode(entry.inline))
+                return self._inline_bytes(entry) is not None
+            except CorruptEntry:
+                return False
+        try:
+            return self._holds(self._confined_path(entry), entry.checksum)
+        except CorruptEntry:
+            return False
+
+    def _holds(self, path: Path, checksum: str) -> bool:
+        """Whether the file at ``path`` has ``checksum``. Hashed in full at most once per process
+        while the file stays the same file (size, mtime, ctime, inode): every later hit costs a
+        stat, not a read of the whole value."""
+        try:
+            ident = _file_identity(path)
+            if self._verified.get(path.name) == (ident, checksum):
+                return True
+            if _file_checksum(path, self._checksum_key(checksum)) != checksum:
+                return False
+        except OSError:
+            return False
+        self._verified[path.name] = (ident, checksum)
+        return True
+
+    def _inline_bytes(self, entry: Entry) -> bytes:
+        try:
+            data = base64.b64decode(entry.inline or "", validate=True)
+        except ValueError as e:
+            raise CorruptEntry(f"inline value of `{entry.node}` is unreadable: {e}") from e
+        if (entry.checksum is None
+                or _trust.checksum_of(data, self._checksum_key(entry.checksum)) != entry.checksum):
+            raise CorruptEntry(f"inline value of `{entry.node}` does not match its checksum")
+        return data
+
+    def load(self, entry: Entry, verify: bool = True) -> Any:
+        if entry.fmt == "memory":
+            data = self._mem.get(entry.data_version)
+            if data is None:
+                raise CorruptEntry(f"value of `{entry.node}` is gone")
+            return pickle.loads(data)
+        if entry.fmt == "inline":
+            data = self._inline_bytes(entry)  # checked always: it is small
+            try:
+                return pickle.loads(data)
             except Exception as e:
                 raise CorruptEntry(f"inline value of `{entry.node}` is unreadable: {e}") from e
-        path = self.value_path(entry.data_version, entry.fmt)
+        if entry.checksum is None:
+            raise CorruptEntry(f"value file of `{entry.node}` has no checksum")
+        path = self._confined_path(entry)
         try:
             if path.stat().st_size != entry.size:
                 raise CorruptEntry(f"value file of `{entry.node}` has the wrong size: {path}")
-            if entry.checksum is not None and _file_checksum(path) != entry.checksum:
+            if verify and entry.checksum is not None and not self._holds(path, entry.checksum):
                 raise CorruptEntry(f"value file of `{entry.node}` is damaged: {path}")
             if entry.fmt == "parquet":
                 import pandas as pd
@@ -480,16 +826,35 @@ class DiskStore:
         self._append({"op": "del", "at": time.time(), "keys": keys})
         still_used = {(e.data_version, e.fmt) for e in self._index.by_key.values()}
         for dv, fmt in doomed - still_used:
-            if fmt != "inline":
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.value_path(dv, fmt))
+            self._remove_value(dv, fmt)
         return len(keys)
 
+    def _remove_value(self, data_version: str, fmt: str) -> None:
+        if fmt == "memory":
+            self._mem.pop(data_version, None)
+            return
+        path = self.value_path(data_version, fmt)
+        # Only files named by a digest inside values/: a crafted record never deletes others.
+        if (fmt in _trust.FILE_FORMATS and _trust.DIGEST.match(data_version)
+                and _trust.inside(path.parent, self._values)):
+            with contextlib.suppress(OSError):  # gone already, or a read-only folder
+                os.unlink(path)
+
     def discard(self, entry: Entry) -> None:
-        if entry.fmt != "inline":
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.value_path(entry.data_version, entry.fmt))
+        self._remove_value(entry.data_version, entry.fmt)
         self.delete([entry.key])
+
+    def reclaim(self) -> tuple[int, int]:
+        """Delete temporary files whose writer process is gone (killed mid-write), in tmp/
+        and beside checkpoints; returns and remembers (files, bytes) in ``last_reclaimed``."""
+        files = size = 0
+        if self.degraded is None:
+            for folder, only_tmp in ((self._tmp, False), (self.root / "checkpoints", True),
+                                     (self.root / "sessions", True), (self.root, True)):
+                f, b = _trust.reclaim(folder, only_temp_names=only_tmp)
+                files, size = files + f, size + b
+        self.last_reclaimed = (files, size)
+        return files, size
 
     def evict(
         self,
@@ -508,13 +873,15 @@ class DiskStore:
         with their original timestamps, so a later deletion recorded elsewhere still wins.
         """
         dead: list[tuple[Path, int]] = []
+        if self.degraded is not None or self._skipped:
+            return 0  # refused records would be lost by merging: leave the journals as they are
         try:
             for path in sorted(self._index_dir.glob("*.jsonl")):
                 if path.name == self._journal_name:
                     continue
                 try:
-                    fd = os.open(path, os.O_RDONLY)
-                except FileNotFoundError:
+                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                except OSError:  # gone, or a link (refused by refresh too)
                     continue
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -525,14 +892,22 @@ class DiskStore:
             if len(dead) < min_files:
                 return 0
             self.refresh()  # everything in the dead journals is now in the index
+            if self._skipped:
+                return 0
             with self._lock:
-                lines = [
-                    json.dumps({"op": "put", "at": e.created, "entry": asdict(e)},
-                               separators=(",", ":"))
-                    for e in self._index.by_key.values()
-                ]
+                recs = [{"op": "put", "at": e.created, "entry": asdict(e)}
+                        for e in self._index.by_key.values() if e.fmt in _trust.DISK_FORMATS]
+            if self.key is not None:
+                for rec in recs:
+                    _trust.sign(rec, self.key)
+            lines = [json.dumps(rec, separators=(",", ":")) for rec in recs]
             merged = self._index_dir / f"merged-{uuid.uuid4().hex}.jsonl"
-            self._atomic_write_bytes(merged, ("\n".join(lines) + "\n").encode())
+            try:
+                self._atomic_write_bytes(merged, ("\n".join(lines) + "\n").encode())
+            except OSError as e:
+                if not _trust.is_disk_error(e):
+                    raise
+                return 0  # the journals stay as they were: nothing is lost
             for path, _ in dead:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)

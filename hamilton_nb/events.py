@@ -63,6 +63,10 @@ class NodeEvent:
     error: str | None = None
     code_version: str | None = None
     data_version: str | None = None
+    # Where the function ran: "kernel", "thread ...", "process host:pid", "dask worker
+    # tcp://...", "ray worker host:pid" (several, comma-separated, for per-item nodes); None
+    # when nothing ran (a hit, a skip).
+    where: str | None = None
     kind: str = "node_finished"
     at: float = field(default_factory=time.time)
 

@@ -6,11 +6,11 @@ raises is re-raised as itself, so the traceback points into the user's cell.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -19,7 +19,7 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
 
 from .graph import CellError
-from .report import DagView, RunReport
+from .report import DagView, interrupt_note, run_report, user_traceback
 from .session import RunFailed, Session, SessionError
 
 HELP = """\
@@ -31,23 +31,31 @@ HELP = """\
   --config EXPR           set Hamilton's config (dict expression) for the whole DAG
   --name NAME             the cell's identity in the DAG (default: the notebook cell id)
   --no-bind               do not bind results in the notebook namespace
+  --on-change flag|refresh  bound names this run leaves stale: say so / recompute them
   -q, --quiet             show no report
 
 %hamilton run NODE... [--inputs EXPR] [--overrides EXPR]   compute nodes and bind their values
+%hamilton run --stale     recompute (through the cache) and rebind every stale node
 %hamilton status          every node, the cell that defines it and its state
 %hamilton dag             the live DAG as text (no graphviz needed)
 %hamilton why NODE        why NODE was recomputed or reused in its last run
 %hamilton config EXPR     set Hamilton's config, e.g. %hamilton config dict(mode="fast")
+%hamilton config KEY=VALUE  session settings: on_change=flag|refresh (default flag)
+%hamilton config executor=local|threads|processes|dask|ray [ADDRESS]
+                          where nodes that must recompute run (hits stay in the kernel)
+%hamilton config          show the session settings and Hamilton's config
 %hamilton cache [list]    list cache entries
 %hamilton cache clear [NODE...]                  clear entries of NODEs (all if none)
 %hamilton cache evict [--max-size 2GB] [--older-than 7d]   least recently used first
 %hamilton cache behavior NODE default|recompute|disable|ignore
 %hamilton cache format NODE joblib|parquet
 %hamilton cache dir [PATH]                       show or set the cache folder
+%hamilton cache key [SECRET | --off]             sign the cache index (HAMILTON_NB_CACHE_KEY)
 %hamilton panel           the interactive cache panel (status per node, recompute/clear/preview)
 %hamilton reset           forget the live DAG (the on-disk cache stays)
-%hamilton restore [NAME]  after a restart: bring back the live DAG and its values (loaded on
-                          first use) as last saved in this working folder, or checkpoint NAME
+%hamilton restore [NAME] [--notebook NB]   after a restart: bring back this notebook's live
+                          DAG and bind its values (memory-mapped), or checkpoint NAME; NB picks
+                          another notebook's last state (plain IPython: the working folder's)
 %hamilton checkpoint save NAME [--force]   save the DAG code and the keys of its values
 %hamilton checkpoint list                  list checkpoints (auto-*: saved before a restore)
 %hamilton checkpoint diff A [B]            nodes whose code or value differ (B: current state)
@@ -89,13 +97,38 @@ _CELL.add_argument("--overrides", default=None)
 _CELL.add_argument("--config", default=None)
 _CELL.add_argument("--name", default=None)
 _CELL.add_argument("--no-bind", action="store_true")
+_CELL.add_argument("--on-change", default=None, choices=("flag", "refresh"))
 _CELL.add_argument("-q", "--quiet", action="store_true")
 
 _RUN = _parser("%hamilton run")
-_RUN.add_argument("nodes", nargs="+")
+_RUN.add_argument("nodes", nargs="*")
+_RUN.add_argument("--stale", action="store_true")
 _RUN.add_argument("--inputs", default=None)
 _RUN.add_argument("--overrides", default=None)
 _RUN.add_argument("-q", "--quiet", action="store_true")
+
+_SETTING = re.compile(r"^([A-Za-z_]\w*)=(.*)$")
+
+
+def _set_on_change(session: Session, value: str, extra: list[str]) -> None:
+    if extra:
+        raise UsageError(f"on_change takes one value (flag or refresh), not {' '.join(extra)!r}.")
+    session.set_on_change(value)
+
+
+# Session settings of `%hamilton config KEY=VALUE [ARG...]`: key -> handler(session, value,
+# extra words). Anything else after `config` is a dict expression for Hamilton's config.
+def _set_executor(session: Session, value: str, extra: list[str]) -> None:
+    if len(extra) > 1:
+        raise UsageError("Usage: %hamilton config executor=local|threads|processes|dask|ray "
+                         "[ADDRESS]")
+    print(f"hamilton_nb: misses run on {session.use_executor(value, *extra)}.")
+
+
+SETTINGS: dict[str, Callable[[Session, str, list[str]], None]] = {
+    "on_change": _set_on_change,
+    "executor": _set_executor,
+}
 
 _EVICT = _parser("%hamilton cache evict")
 _EVICT.add_argument("--max-size", default=None)
@@ -141,7 +174,13 @@ class HamiltonMagics(Magics):
         return widget.panel_for(self.session) if widget.available(self.shell) else None
 
     def _run_and_bind(self, outputs: list[str], inputs: dict[str, Any],
-                      overrides: dict[str, Any], bind: bool, quiet: bool) -> None:
+                      overrides: dict[str, Any], bind: bool, quiet: bool,
+                      names: list[str] | None = None, on_change: str | None = None) -> None:
+        """Run, bind (``names``, default the user-facing outputs), report, then deal with bound
+        names the run left stale (``on_change`` overrides the session's setting)."""
+        # A failing node's traceback starts at the user's cell, not in this glue (IPython
+        # honours __tracebackhide__).
+        __tracebackhide__ = True
         # With widgets the panel shows itself when the run starts, so the run is watched live.
         panel = None if quiet else self._panel()
         try:
@@ -150,17 +189,25 @@ class HamiltonMagics(Magics):
         except SessionError as e:
             raise UsageError(str(e)) from None
         if bind:
-            self.session.bind(outcome)
+            self.session.bind(outcome, names)
         if not quiet and panel is None:
-            display(RunReport(outcome.events))
+            display(run_report(self.session, outcome.events))
+        if bind and not outcome.interrupted:
+            # Never silent: even with --quiet, a name left holding an outdated value is said.
+            try:
+                note = self.session.after_run(outcome, on_change if outcome.ok else "flag")
+            except SessionError as e:
+                note = f"hamilton_nb: could not refresh stale names: {e}"
+            if note:
+                print(note)
         if outcome.interrupted:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(interrupt_note(outcome.events))
         if outcome.errors:
             name, err = next(iter(outcome.errors.items()))
             if hasattr(err, "add_note"):
                 err.add_note(f"hamilton_nb: node `{name}` failed; the nodes that finished are "
                              f"cached, fix the cell and re-run it to resume from here.")
-            raise err
+            raise user_traceback(err)
 
     # -- the magic ----------------------------------------------------------------------------
 
@@ -181,7 +228,7 @@ class HamiltonMagics(Magics):
             if config is not None:
                 self.session.set_config(config)
             celldef = self.session.register_cell(cell, args.name or self.cell_id, self.cell_id,
-                                                 require=wanted)
+                                                 require=wanted, overrides=list(overrides))
         except (CellError, SessionError) as e:
             if config is not None and self.session.dag.config != old_config:
                 self.session.set_config(old_config)
@@ -191,7 +238,9 @@ class HamiltonMagics(Magics):
         outputs = wanted or list(celldef.nodes)
         if not outputs:
             return None
-        self._run_and_bind(outputs, inputs, overrides, not args.no_bind, args.quiet)
+        # Asked for by name (--outputs): bound even if internal; else the user-facing nodes.
+        self._run_and_bind(outputs, inputs, overrides, not args.no_bind, args.quiet,
+                           wanted or None, args.on_change)
         return None
 
     def _line(self, line: str) -> Any:
@@ -211,10 +260,28 @@ class HamiltonMagics(Magics):
     def _cmd_run(self, rest: list[str]) -> None:
         args = _RUN.parse_args(rest)
         nodes = [n for word in args.nodes for n in word.split(",") if n]
+        if args.stale:
+            if nodes or args.inputs or args.overrides:
+                raise UsageError("`%hamilton run --stale` takes no nodes or options: it "
+                                 "recomputes every stale node with the last inputs.")
+            stale = self.session.stale_nodes()
+            if not stale:
+                print("hamilton_nb: nothing is stale.")
+                return
+            names = [n for n in self.session.dag.order if n in stale]
+            bind = [n for n in names if self.session.user_facing(n)
+                    or n in self.session.bound_names]
+            self._run_and_bind(names, dict(self.session.last_inputs), {}, True, args.quiet,
+                               bind)
+            return
+        if not nodes:
+            raise UsageError("Usage: %hamilton run NODE... (or `%hamilton run --stale`).")
         self._run_and_bind(nodes, self._eval_dict(args.inputs, "inputs"),
-                           self._eval_dict(args.overrides, "overrides"), True, args.quiet)
+                           self._eval_dict(args.overrides, "overrides"), True, args.quiet,
+                           nodes)
 
     def _cmd_status(self, rest: list[str]) -> Any:
+        print(f"engine: {self.session.engine_description}")
         return self.session.status()
 
     def _cmd_dag(self, rest: list[str]) -> None:
@@ -235,12 +302,46 @@ class HamiltonMagics(Magics):
         print("hamilton_nb: live DAG cleared (the on-disk cache is kept).")
 
     def _cmd_config(self, rest: list[str]) -> None:
-        self.session.set_config(self._eval_dict(" ".join(rest), "config"))
+        s = self.session
+        if not rest:
+            print(f"on_change={s.on_change}\nexecutor={s.engine_description}\n"
+                  f"Hamilton config: {s.dag.config!r}")
+            return
+        first = _SETTING.match(rest[0])
+        if first is None:  # a dict expression: Hamilton's config
+            s.set_config(self._eval_dict(" ".join(rest), "config"))
+            return
+        # KEY=VALUE [ARG...] ...: all checked before any is applied.
+        todo: list[tuple[str, str, list[str]]] = []
+        for word in rest:
+            m = _SETTING.match(word)
+            if m is None:
+                todo[-1][2].append(word)
+                continue
+            key, value = m.group(1), m.group(2)
+            if key not in SETTINGS:
+                known = ", ".join(SETTINGS)
+                raise UsageError(
+                    f"Unknown session setting {key!r}; settings: {known}. For Hamilton's config "
+                    f"write a dict expression, e.g. `%hamilton config dict({key}={value!r})`."
+                )
+            todo.append((key, value, []))
+        for key, value, extra in todo:
+            SETTINGS[key](s, value, extra)
 
     def _cmd_restore(self, rest: list[str]) -> None:
-        if len(rest) > 1:
-            raise UsageError("Usage: %hamilton restore [CHECKPOINT]")
-        print(self.session.restore(rest[0] if rest else None))
+        names = list(rest)
+        notebook = None
+        if "--notebook" in names:
+            i = names.index("--notebook")
+            if i + 1 >= len(names):
+                raise UsageError("Usage: %hamilton restore [CHECKPOINT] [--notebook NAME]")
+            notebook = names[i + 1]
+            del names[i:i + 2]
+        if len(names) > 1 or (names and notebook):
+            raise UsageError("Usage: %hamilton restore [CHECKPOINT] or "
+                             "%hamilton restore --notebook NAME")
+        print(self.session.restore(names[0] if names else None, notebook=notebook))
 
     def _cmd_checkpoint(self, rest: list[str]) -> Any:
         sub, args = (rest[0], rest[1:]) if rest else ("list", [])
@@ -272,6 +373,24 @@ class HamiltonMagics(Magics):
             raise UsageError("Usage: %hamilton export FILE.py")
         print(self.session.export(rest[0]))
 
+    def _cache_key(self, args: list[str]) -> None:
+        s = self.session
+        if len(args) > 1:
+            raise UsageError("Usage: %hamilton cache key [SECRET | --off] (or set "
+                             "HAMILTON_NB_CACHE_KEY before starting the kernel).")
+        if args == ["--off"]:
+            s.set_cache_key(None)
+        elif args:
+            try:
+                s.set_cache_key(args[0])
+            except SessionError as e:
+                raise UsageError(str(e)) from None
+        on = s.cache_key is not None
+        print("hamilton_nb: the cache index is " + (
+            "signed: entries and checkpoints not signed with this key are misses, and restore "
+            "refuses unsigned code." if on else
+            "not signed (set HAMILTON_NB_CACHE_KEY or `%hamilton cache key SECRET` to sign it)."))
+
     def _cmd_cache(self, rest: list[str]) -> Any:
         sub, args = (rest[0], rest[1:]) if rest else ("list", [])
         s = self.session
@@ -281,7 +400,8 @@ class HamiltonMagics(Magics):
             if args:
                 s._check_nodes(args)
             n = s.clear(args or None)
-            print(f"hamilton_nb: cleared {n} cache entr{'y' if n == 1 else 'ies'}.")
+            print(f"hamilton_nb: cleared {n} cache entr{'y' if n == 1 else 'ies'}."
+                  + _reclaimed_note(s))
             return None
         if sub == "evict":
             a = _EVICT.parse_args(args)
@@ -289,8 +409,11 @@ class HamiltonMagics(Magics):
                 raise UsageError("Say what to evict: --max-size 2GB and/or --older-than 7d.")
             n = s.evict(parse_size(a.max_size) if a.max_size else None,
                         parse_age(a.older_than) if a.older_than else None)
-            print(f"hamilton_nb: evicted {n} cache entr{'y' if n == 1 else 'ies'}.")
+            print(f"hamilton_nb: evicted {n} cache entr{'y' if n == 1 else 'ies'}."
+                  + _reclaimed_note(s))
             return None
+        if sub == "key":
+            return self._cache_key(args)
         if sub in ("behavior", "format") and len(args) == 2:
             s._check_nodes([args[0]])
             (s.set_behavior if sub == "behavior" else s.set_format)(args[0], args[1])
@@ -305,6 +428,13 @@ class HamiltonMagics(Magics):
 
 
 HamiltonMagics.hamilton.__doc__ = HELP
+
+
+def _reclaimed_note(s: Session) -> str:
+    files, size = getattr(s.store, "last_reclaimed", (0, 0))
+    if not files:
+        return ""
+    return f" Reclaimed {files} leftover temp file(s) of killed writers ({size / 2**20:.1f} MB)."
 
 
 def dag_text(session: Session) -> str:
@@ -322,31 +452,11 @@ def dag_text(session: Session) -> str:
     return "\n".join(lines)
 
 
-class _PendingLoader(ast.NodeTransformer):
-    """AST hook: before a cell runs, load the lazily bound node values it mentions.
-
-    This is how cached values are bound "lazily": a hit costs nothing until some cell uses the
-    name. IPython's ``ast_transformers`` is the documented extension point for this; the tree
-    is returned unchanged.
-    """
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def visit(self, node: ast.AST) -> ast.AST:
-        pending = self.session.pending
-        if pending:
-            names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} & pending
-            if names:
-                self.session.load_pending(names)
-        return node
-
-
-_registered: dict[int, tuple[HamiltonMagics, Any, _PendingLoader, Any]] = {}
+_registered: dict[int, tuple[HamiltonMagics, Any, Any, Any]] = {}
 
 
 def load(shell: Any, session: Session) -> None:
-    """Register magics, the cell-id callback and the lazy loader (once per shell)."""
+    """Register magics and the cell callbacks (once per shell)."""
     if id(shell) in _registered:
         unload(shell)
     magics = HamiltonMagics(shell, session)
@@ -355,34 +465,38 @@ def load(shell: Any, session: Session) -> None:
     def pre_run_cell(info: Any) -> None:
         magics.cell_id = getattr(info, "cell_id", None)
 
+    def post_run_cell(result: Any) -> None:
+        # A bound value whose file failed its background checksum is dropped, with a warning,
+        # and recomputed as soon as the kernel is between cells.
+        session.settle()
+
     shell.events.register("pre_run_cell", pre_run_cell)
-    loader = _PendingLoader(session)
-    shell.ast_transformers.append(loader)
+    shell.events.register("post_run_cell", post_run_cell)
     bridge = None
     if getattr(shell, "kernel", None) is not None:  # a Jupyter kernel: talk to the lab extension
         from .comm import CommBridge
 
         bridge = CommBridge(session)
         bridge.start()
-    _registered[id(shell)] = (magics, pre_run_cell, loader, bridge)
+    _registered[id(shell)] = (magics, pre_run_cell, post_run_cell, bridge)
 
 
 def unload(shell: Any) -> None:
-    """Undo :func:`load`: no callback, transformer or magic is left behind."""
+    """Undo :func:`load`: no callback or magic is left behind."""
     entry = _registered.pop(id(shell), None)
     if entry is None:
         return
-    magics, pre_run_cell, loader, bridge = entry
+    magics, pre_run_cell, post_run_cell, bridge = entry
     if bridge is not None:
         bridge.stop()
     shell.events.unregister("pre_run_cell", pre_run_cell)
-    if loader in shell.ast_transformers:
-        shell.ast_transformers.remove(loader)
+    shell.events.unregister("post_run_cell", post_run_cell)
     for kind in ("line", "cell"):
         shell.magics_manager.magics[kind].pop("hamilton", None)
     widget = sys.modules.get(f"{__package__}.widget")  # only if a panel may exist
     if widget is not None:
         widget.forget(magics.session)  # its subscription to the session goes too
+    magics.session.shutdown_engine()  # pools and clusters it started; a given client stays
     magics.session.close()
 
 

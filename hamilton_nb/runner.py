@@ -18,19 +18,22 @@ Every node ends in exactly one :class:`~hamilton_nb.events.NodeEvent`.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import time
 import traceback
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hamilton import htypes
 from hamilton import version as h_version
 from hamilton.execution.graph_functions import execute_subdag
 from hamilton.lifecycle.base import BaseDoNodeExecute, LifecycleAdapterSet
-from hamilton.node import Node
+from hamilton.node import Node, NodeType
 
 from .events import CacheNote, Event, NodeEvent, NodeStarted, RunFinished, RunStarted, Status
 from .graph import LiveDag
@@ -50,6 +53,23 @@ IGNORED = "ignored"  # data version of a node/input marked as not affecting keys
 
 BEHAVIORS = ("default", "recompute", "disable", "ignore")
 FORMATS = ("joblib", "parquet")
+
+
+class WrongInputTypes(Exception):
+    """External inputs whose value does not have the type the functions using them declare."""
+
+    def __init__(self, wrong: list[tuple[str, Any]], nodes: dict[str, Node], order: list[str]):
+        parts = []
+        for name, value in wrong:
+            t = nodes[name].type
+            tname = getattr(t, "__qualname__", None) or str(t)
+            users = [d.name for d in nodes[name].depended_on_by if d.name in order]
+            parts.append(f"`{name}` is a {type(value).__qualname__} but {', '.join(users)} "
+                         f"expect{'s' if len(users) == 1 else ''} {tname}")
+        super().__init__(
+            f"Wrong input type: {'; '.join(parts)}. Pass a value of the annotated type (as a "
+            f"notebook variable or --inputs), or change the annotation."
+        )
 
 
 class MissingInputs(Exception):
@@ -138,6 +158,7 @@ class Runner:
         settings: Settings,
         static_cache: dict[Any, Any],
         config_cache: dict[Any, list[str]],
+        engine: Any = None,
     ) -> None:
         self.dag = dag
         self.store = store
@@ -145,6 +166,9 @@ class Runner:
         self.settings = settings
         self._static = static_cache
         self._config_keys = config_cache
+        self.engine = engine  # engines.Engine where misses run; None: in the kernel
+        self.versioner = CodeVersioner(static_cache)  # replaced at the start of every run
+        self._cv: dict[str, tuple[str | None, dict[str, Any]]] = {}  # code versions, this run
 
     # -- public -------------------------------------------------------------------------------
 
@@ -169,6 +193,7 @@ class Runner:
     def _run_once(self, run_id, outputs, inputs, overrides, namespace) -> RunOutcome:
         t_run = time.perf_counter()
         self.versioner = CodeVersioner(self._static)
+        self._cv = {}
         self.dv: dict[str, str | None] = {}
         self.parts: dict[str, dict[str, Any]] = {}
         self.events: list[NodeEvent] = []
@@ -200,7 +225,8 @@ class Runner:
                 self.dv[name] = IGNORED
                 deferred.add(name)
                 continue
-            if any(d in blocked for d in deps[name]):
+            # A Parallelizable is keyed per item once its items exist (engines.py).
+            if n.node_role == NodeType.EXPAND or any(d in blocked for d in deps[name]):
                 blocked.add(name)
                 continue
             files = None
@@ -234,14 +260,25 @@ class Runner:
             }
             hamilton_overrides.update(overrides)
             adapter = LifecycleAdapterSet(_CacheAdapter(self))
+            real_inputs = {k: v for k, v in ext_values.items() if v is not _ABSENT}
             try:
-                computed = execute_subdag(
-                    nodes=[graph_nodes[o] for o in outputs],
-                    inputs={k: v for k, v in ext_values.items() if v is not _ABSENT},
-                    adapter=adapter,
-                    overrides=hamilton_overrides,
-                    run_id=str(run_id),
-                )
+                from . import engines
+
+                if (self.engine is not None and self.engine.kind != "local") or \
+                        engines.has_parallel(graph_nodes, order):
+                    # Hamilton's task-based execution: misses on the engine, concurrently,
+                    # and Parallelizable items cached one by one.
+                    computed = engines.execute_tasks(
+                        self, self.engine or engines.Engine(), outputs, real_inputs,
+                        hamilton_overrides, hits)
+                else:
+                    computed = execute_subdag(
+                        nodes=[graph_nodes[o] for o in outputs],
+                        inputs=real_inputs,
+                        adapter=adapter,
+                        overrides=hamilton_overrides,
+                        run_id=str(run_id),
+                    )
             except KeyboardInterrupt:
                 interrupted = True
                 computed = {}
@@ -294,6 +331,14 @@ class Runner:
                     found[name] = _ABSENT
         if missing:
             raise MissingInputs(sorted(missing), missing)
+        wrong = [
+            (name, v) for name, v in found.items()
+            # Hamilton's own check, as its driver's validate_inputs does it (None always passes)
+            if v is not _ABSENT and v is not None
+            and not htypes.check_input_type(nodes[name].type, v)
+        ]
+        if wrong:
+            raise WrongInputTypes(wrong, {name: nodes[name] for name, _ in wrong}, order)
         return found
 
     def _input_version(self, name: str, value: Any) -> str | None:
@@ -325,42 +370,56 @@ class Runner:
         return "joblib" if fmt == "pickle" else fmt
 
     def _code_version(self, n: Node, name: str) -> tuple[str | None, dict[str, Any]]:
+        # Resolved from the live objects at every run (once per run: _cv), never memoized
+        # across runs: defaults, closures, decorator arguments, helpers and constants can all
+        # change while the code objects stay equal.
+        memo = self._cv.get(name)
+        if memo is not None:
+            return memo
         fns = n.originating_functions or ()
         if not fns:
             return None, {"error": "node has no function"}
         config = self.dag.config
-        # A node whose functions read no globals and no config has a code version that only
-        # its (immutable) code objects decide: compute it once per session, not per run.
-        static_key = ("cv", name, *(getattr(fn, "__code__", None) for fn in fns),
-                      id(config), tuple(config))
-        cached = self._static.get(static_key)
-        if cached is not None:
-            return cached
-        dynamic = False
+        cell = self.dag.cell_of(name)
         parts: dict[str, Any] = {}
         for fn in fns:
-            fc = self.dag.fcode(fn)
+            # This registration's analysis, looked up in the node's own cell: equal code
+            # objects in two cells (same body, other decorators) must not share one.
+            code = getattr(inspect.unwrap(fn), "__code__", None)
+            fc = cell.fcodes.get(code) if cell is not None and code is not None else None
+            if fc is None:
+                fc = self.dag.fcode(fn)
             try:
                 _, fparts = self.versioner.function_version(fn, fc)
             except Unhashable as e:
                 return None, {"error": str(e)}
-            code = getattr(fn, "__code__", None)
-            ck = (code, id(config), tuple(config))
-            keys = self._config_keys.get(ck)
-            if keys is None:
-                keys = self._config_keys[ck] = _relevant_config(fn, config)
-            dynamic = dynamic or bool(keys) or len(fparts) > 1 or fc is None
-            for k in keys:
+            for k in self._relevant_config(fn, config):
                 try:
                     fparts[f"config:{k}"] = fingerprint(config[k])
-                except Unhashable:
-                    fparts[f"config:{k}"] = f"<id:{id(config[k])}>"
+                except Unhashable as e:
+                    return None, {"error": f"config `{k}` has no fingerprint ({e})"}
             parts[fn.__name__] = fparts
         flat = [f"{fn}.{k}={v}" for fn, p in sorted(parts.items()) for k, v in sorted(p.items())]
         result = hash_strings(HAMILTON_VERSION, name, *flat), parts
-        if not dynamic:
-            self._static[static_key] = result
+        self._cv[name] = result
         return result
+
+    def _relevant_config(self, fn: Any, config: Mapping[str, Any]) -> list[str]:
+        """Config keys the decorators on ``fn`` read. Memoized on the function object itself
+        (weakly: it goes when its cell is replaced) and the config's keys: the decorators
+        attached to a function never change after it is defined."""
+        by_fn = self._config_keys.get(_BY_FUNCTION)
+        if by_fn is None:
+            by_fn = self._config_keys[_BY_FUNCTION] = weakref.WeakKeyDictionary()
+        try:
+            per_fn = by_fn.setdefault(fn, {})
+        except TypeError:  # not weak-referenceable: compute every time
+            return _relevant_config(fn, config)
+        ck = tuple(config)
+        keys = per_fn.get(ck)
+        if keys is None:
+            keys = per_fn[ck] = _relevant_config(fn, config)
+        return keys
 
     def _key(
         self, n: Node, name: str, files: str | None = None
@@ -496,7 +555,7 @@ class Runner:
             self.dv[name] = None
             tb = "".join(traceback.format_exception_only(type(e), e)).strip()
             ev = NodeEvent(self.run_id, name, Status.FAILED, reason, self._cell(name), duration,
-                           error=tb, code_version=parts["code_version"])
+                           error=tb, code_version=parts["code_version"], where="kernel")
             self.events.append(ev)
             self.emit(ev)
             return _Failed(name)
@@ -507,7 +566,8 @@ class Runner:
                                     if not isinstance(kwargs[k], Lazy)})
         note, size, dv = self._record(n, key, parts, value, beh, duration)
         ev = NodeEvent(self.run_id, name, Status.COMPUTED, reason, self._cell(name), duration,
-                       0.0, size, note, code_version=parts["code_version"], data_version=dv)
+                       0.0, size, note, code_version=parts["code_version"], data_version=dv,
+                       where="kernel")
         self.events.append(ev)
         self.emit(ev)
         return value
@@ -660,6 +720,9 @@ def _cheap_to_check(value: Any, stored_size: int | None) -> bool:
     if stored_size is not None:
         return stored_size <= MUTATION_CHECK_BYTES
     return sys.getsizeof(value) <= MUTATION_CHECK_BYTES
+
+
+_BY_FUNCTION = "relevant config keys by function"
 
 
 class _Absent:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import os
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .events import DagChanged, Event, NodeEvent, RunFinished, Status
+from .events import CacheNote, DagChanged, Event, NodeEvent, RunFinished, Status
 from .graph import CellDef, CellError, LiveDag, prepare_cell
 from .runner import (
     BEHAVIORS,
@@ -22,11 +26,13 @@ from .runner import (
     Runner,
     RunOutcome,
     Settings,
+    WrongInputTypes,
 )
-from .store import DiskStore, MemoryStore, Store, StoreError
+from .store import CorruptEntry, DiskStore, Entry, MemoryStore, Store, StoreError
 from .versions import CodeVersioner
 
 DEFAULT_CACHE_DIRNAME = ".hamilton_nb_cache"
+ON_CHANGE = ("flag", "refresh")
 
 
 class SessionError(Exception):
@@ -70,6 +76,7 @@ class Session:
         self.settings = Settings(enabled=cache)
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._store: Store | None = None
+        self._cache_key: bytes | None = None  # set_cache_key(); else HAMILTON_NB_CACHE_KEY
         self._listeners: list[Callable[[Event], None]] = []
         self._static: dict[Any, Any] = {}
         self._config_keys: dict[Any, list[str]] = {}
@@ -77,11 +84,14 @@ class Session:
         self._last: RunOutcome | None = None
         self.node_events: dict[str, NodeEvent] = {}  # latest event of every node
         self.running = False
-        self._pending: dict[str, Lazy] = {}  # bound names whose value is not loaded yet
-        # name -> (id() of the object we bound, its data version)
+        # name -> (id() of the object we bound, its data version): names hamilton_nb bound
         self._bound: dict[str, tuple[int, str | None]] = {}
+        self.on_change = "flag"  # what a run that changes a node does to stale bound names
+        self._verifier = _Verifier()
+        self.notebook_name: str | None = None  # set by `%hamilton restore --notebook NAME`
         self.last_inputs: dict[str, Any] = {}  # explicit inputs of the last run that had any
         self._anon = 0
+        self.engine: Any = None  # engines.Engine where misses run (None: in the kernel)
         from .checkpoint import Checkpoints  # imports this module: import it late
 
         # Saves the "last state" after each DAG change and run (checkpoint.py).
@@ -95,15 +105,47 @@ class Session:
 
     @property
     def store(self) -> Store:
-        """The result store, opened on first use."""
+        """The result store, opened on first use.
+
+        A cache folder that cannot be used (a file, an uncreatable path, a damaged or newer
+        format) never fails a run: the session keeps values in memory and warns once, saying
+        what is wrong and how to fix it (``store.degraded`` holds the reason).
+        """
         if self._store is None:
-            self._store = DiskStore(self.cache_dir) if self.settings.enabled else MemoryStore()
+            if not self.settings.enabled:
+                self._store = MemoryStore()
+            else:
+                try:
+                    self._store = DiskStore(self.cache_dir, key=self.cache_key)
+                except (OSError, StoreError) as e:
+                    why = str(e) if isinstance(e, StoreError) else (
+                        f"cannot use {self.cache_dir} as the cache folder: {e}. Point "
+                        f"HAMILTON_NB_CACHE (or `%hamilton cache dir PATH`) at a folder you can "
+                        f"write")
+                    warnings.warn(f"hamilton_nb: {why} This session keeps values in memory "
+                                  f"only (results are still correct).", stacklevel=2)
+                    self._store = MemoryStore(degraded=why)
         return self._store
+
+    @property
+    def cache_key(self) -> bytes | None:
+        """The key that signs the cache index (``set_cache_key``, else HAMILTON_NB_CACHE_KEY)."""
+        from ._trust import key_from_env
+
+        return self._cache_key if self._cache_key is not None else key_from_env()
+
+    def set_cache_key(self, key: str | None) -> None:
+        """Sign every cache record and checkpoint with ``key`` from now on (None: back to
+        HAMILTON_NB_CACHE_KEY, if set). Entries not signed with it become misses."""
+        if key is not None and not key:
+            raise SessionError("The cache key is empty: give a non-empty secret.")
+        self._cache_key = key.encode("utf-8") if key is not None else None
+        self.close()  # reopened with the key on next use
 
     def set_cache_dir(self, path: str | os.PathLike[str]) -> None:
         """Use another cache folder from now on (opened at once: a bad path changes nothing)."""
         try:
-            store = DiskStore(path) if self.settings.enabled else None
+            store = DiskStore(path, key=self.cache_key) if self.settings.enabled else None
         except (OSError, StoreError) as e:
             raise SessionError(f"Cannot use {path} as the cache folder: {e}") from None
         self.close()
@@ -117,6 +159,49 @@ class Session:
             if close:
                 close()
             self._store = None
+
+    # -- engine --------------------------------------------------------------------------------
+
+    def use_executor(self, kind: Any = "local", address: str | None = None, *,
+                     max_workers: int | None = None) -> str:
+        """Where nodes that must recompute run: ``"local"`` (the kernel, one at a time),
+        ``"threads"``, ``"processes"``, ``"dask"`` or ``"ray"``; returns the engine's
+        description.
+
+        ``address``: a Dask scheduler (``"tcp://host:8786"``) or Ray cluster address; ``kind``
+        may also be a ``distributed.Client``. Without an address, Dask uses the current client
+        or starts a local cluster and Ray the current context or a local instance. Hits stay in
+        the kernel; workers write the cache themselves when its folder is reachable from them
+        (same machine, or a shared filesystem). Raises :class:`SessionError` (nothing changed)
+        if the engine cannot be reached.
+        """
+        from . import engines
+
+        if self.running:
+            raise SessionError("A run is in progress: change the executor after it ends.")
+        client = None
+        if not isinstance(kind, str):
+            client, kind = kind, "dask"
+        try:
+            engine = engines.make_engine(kind, address, client=client, max_workers=max_workers)
+        except engines.EngineError as e:
+            raise SessionError(str(e)) from None
+        self.shutdown_engine()
+        self.engine = None if kind == "local" else engine
+        return engine.describe()
+
+    @property
+    def engine_description(self) -> str:
+        """Where misses run, in words (``%hamilton status`` shows it)."""
+        from . import engines
+
+        return (self.engine or engines.Engine()).describe()
+
+    def shutdown_engine(self) -> None:
+        """Release the pools or clusters the engine started (a client you gave is left open)."""
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
 
     # -- events --------------------------------------------------------------------------------
 
@@ -147,13 +232,16 @@ class Session:
         cell_id: str | None = None,
         jupyter_id: str | None = None,
         require: Iterable[str] = (),
+        overrides: Iterable[str] = (),
     ) -> CellDef:
         """Register a ``%%hamilton`` cell body; replaces the cell with the same id.
 
         ``cell_id`` is the cell's identity in the DAG (the front-end's cell id, or a
         ``--name``); ``jupyter_id`` the notebook cell it came from, for the front-end. Without
         either (plain IPython), a cell that defines some of the nodes of exactly one registered
-        cell replaces that cell. Raises :class:`CellError`, changing nothing.
+        cell replaces that cell. Raises :class:`CellError`, changing nothing. ``overrides``:
+        node names the run that follows overrides; an unknown one raises :class:`SessionError`,
+        changing nothing.
         """
         if cell_id is None:
             cell_id = self._fallback_cell_id(body)
@@ -162,6 +250,8 @@ class Session:
         old = self.dag.cells.get(cell_id)
         cell.jupyter_id = jupyter_id or (old.jupyter_id if old else None)
         try:
+            self.check_shadowing(cell)
+            self._check_overrides(overrides, cell, old)
             self.dag.add_cell(cell, require)  # validates; raises CellError with nothing changed
         except BaseException:
             cell.rollback(self.namespace)
@@ -210,13 +300,28 @@ class Session:
         """Forget the live DAG and run history (the on-disk cache stays)."""
         for name in list(self._bound):
             self._unbind(name)
-        self._pending.clear()
         self.dag.clear()
         self.node_events.clear()
         self._last = None
         self._emit(DagChanged(None))
 
     # -- running -------------------------------------------------------------------------------
+
+    def _check_overrides(self, names: Iterable[str], cell: CellDef | None = None,
+                         old: CellDef | None = None) -> None:
+        """Refuse overrides of nodes that do not exist (with ``cell`` replacing ``old``): they
+        would be silently ignored."""
+        known = set(self.dag.nodes)
+        if cell is not None:
+            known = (known - set(old.nodes if old else ())) | set(cell.nodes)
+        unknown = [str(k) for k in names if k not in known]
+        if unknown:
+            nodes = ", ".join(sorted(n for n in known if n not in self.dag.nodes
+                                     or not self.dag.nodes[n].user_defined))
+            raise SessionError(
+                f"--overrides names unknown node(s): {', '.join(unknown)}. Override only nodes "
+                f"of the live DAG ({nodes or 'none'}); check the spelling."
+            )
 
     def _check_nodes(self, names: Iterable[str]) -> list[str]:
         names = list(dict.fromkeys(names))
@@ -242,16 +347,18 @@ class Session:
         outputs = self._check_nodes(outputs)
         if self.running:
             raise SessionError("A run is already in progress in this kernel.")
+        self._check_overrides(overrides or ())
+        self.settle()  # damaged values bound earlier are dropped before anything reads them
         if inputs:
             self.last_inputs = dict(inputs)
         self._run_counter += 1
         runner = Runner(self.dag, self.store, self._emit, self.settings, self._static,
-                        self._config_keys)
+                        self._config_keys, engine=self.engine)
         self.running = True
         try:
             outcome = runner.run(self._run_counter, outputs, inputs or {}, overrides or {},
                                  self.namespace)
-        except MissingInputs as e:
+        except (MissingInputs, WrongInputTypes) as e:
             raise SessionError(str(e)) from None
         finally:
             self.running = False
@@ -295,56 +402,193 @@ class Session:
 
     # -- binding into the notebook namespace ---------------------------------------------------
 
-    def bind(self, outcome: RunOutcome) -> None:
-        """Bind output values in the namespace under their node names.
+    def user_facing(self, name: str) -> bool:
+        """Whether node ``name`` is bound in the notebook when its cell runs.
 
-        Values computed in this run are bound at once; cached ones are bound *lazily*: they
-        are read from disk the first time a cell mentions the name (see ``pending``).
+        A node is user-facing if it is a function name of its cell, or otherwise a node the
+        user named: an ``@extract_columns`` column, an ``@parameterize`` output, an
+        ``@extract_fields`` field. Not bound: names that are not identifiers (``pipe``/``mutate``
+        intermediates and subdag nodes carry a ``.``), data-quality results (Hamilton tags them
+        ``hamilton.data_quality.contains_dq_results``) and the ``<fn>_raw`` node that
+        ``@check_output`` inserts before ``<fn>``. Nodes a user asks for by name are bound anyway.
         """
+        if not name.isidentifier():
+            return False
+        cell = self.dag.cell_of(name)
+        n = self.dag.nodes.get(name)
+        if cell is None or n is None:
+            return False
+        if name in cell.functions:
+            return True
+        return not _internal(n, name, cell.nodes)
+
+    def check_shadowing(self, cell: CellDef) -> None:
+        """Refuse a cell whose node would overwrite a notebook name hamilton_nb did not bind.
+
+        ``cell`` has been executed by :func:`prepare_cell` but not committed: what its names
+        were before comes from ``cell.before``. Raises :class:`CellError`.
+        """
+        from .graph import _MISSING
+
+        builtin_names = vars(builtins)
+        for name, n in cell.nodes.items():
+            if name in self._bound or not name.isidentifier():
+                continue
+            if name not in cell.functions and _internal(n, name, cell.nodes):
+                continue
+            before = cell.before(self.namespace, name)
+            if before is _MISSING and name not in builtin_names:
+                continue
+            what = _describe(name, before if before is not _MISSING else builtin_names[name],
+                             before is _MISSING, self.dag)
+            fn = next(iter(n.originating_functions or ()), None)
+            fname = getattr(fn, "__name__", name)
+            fix = (f"rename the function (e.g. `def {name}_value(...)`)" if fname == name else
+                   f"rename that output of `{fname}`")
+            raise CellError(
+                f"Node `{name}` would overwrite {what} in the notebook. To keep both, {fix}; "
+                f"to let the node have the name, `del {name}` first and re-run this cell."
+                if before is not _MISSING else
+                f"Node `{name}` would hide {what}. Choose another name: {fix}."
+            )
+
+    def bind(self, outcome: RunOutcome, names: Iterable[str] | None = None) -> list[str]:
+        """Bind output values in the namespace under their node names; returns the names.
+
+        ``names``: the outputs to bind (default: the user-facing ones, see
+        :meth:`user_facing`). Every name is an ordinary object when this returns, whether it was
+        computed or came from the cache: a cached value is read memory-mapped (copy-on-write),
+        always from the store — a bound object the user changed in place is never handed back.
+        The full checksum of mapped value files is verified in the background (see
+        :meth:`settle`).
+        """
+        wanted = [n for n in (outcome.values if names is None else names)
+                  if n in outcome.values and n.isidentifier()
+                  and (names is not None or self.user_facing(n))]
         versions = {e.node: e.data_version for e in outcome.events}
-        for name, value in outcome.values.items():
+        unverified: list[tuple[str, Entry]] = []
+        for name in wanted:
+            value = outcome.values[name]
+            dv = versions.get(name)
             if isinstance(value, Lazy):
-                bound = self._bound.get(name)
-                if (bound is not None and bound[1] is not None and bound[1] == value.data_version
-                        and id(self.namespace.get(name)) == bound[0]):
-                    continue  # the value we bound is still the current one: keep it in memory
+                dv = value.data_version
+                try:
+                    value, checked = value.load(verify=False), False
+                except RetryRun:  # unreadable (and now dropped): compute it again
+                    value, checked = self.run([name], self.last_inputs)[name], True
+                entry = outcome.values[name].entry
+                if not checked and entry is not None:
+                    unverified.append((name, entry))
+            self._unbind(name)
+            self.namespace[name] = value
+            self._bound[name] = (id(value), dv)
+        if unverified:
+            self._verifier.start(self.store, unverified)
+        return wanted
+
+    def settle(self, wait: bool = False) -> list[str]:
+        """Act on background checksum results: a bound value whose file turned out damaged is
+        dropped with a warning and computed again. Returns the names recomputed.
+
+        ``wait``: wait for verification still running (else only finished results count).
+        """
+        bad = self._verifier.results(wait)
+        names = []
+        for name, entry in bad:
+            warnings.warn(
+                f"hamilton_nb: the cached value bound to `{name}` was damaged on disk "
+                f"({entry.data_version[:12]}); the entry was dropped and `{name}` is computed "
+                f"again. Anything computed from the damaged `{name}` since should be re-run.",
+                stacklevel=2,
+            )
+            self.store.discard(entry)
+            if name in self._bound:
                 self._unbind(name)
-                self._pending[name] = value
-            else:
-                self._unbind(name)
-                self.namespace[name] = value
-                self._bound[name] = (id(value), versions.get(name))
+                if name in self.dag.nodes:
+                    names.append(name)
+        if names and not self.running:
+            try:
+                self.bind(self.execute(names, self.last_inputs), names)
+            except SessionError as e:
+                warnings.warn(f"hamilton_nb: could not recompute {', '.join(names)}: {e}",
+                              stacklevel=2)
+        return names
 
     def _unbind(self, name: str) -> None:
-        self._pending.pop(name, None)
         bound = self._bound.pop(name, None)
-        if bound is not None and id(self.namespace.get(name, None)) == bound[0]:
+        if (bound is not None and name in self.namespace
+                and id(self.namespace[name]) == bound[0]):
             del self.namespace[name]
 
     @property
-    def pending(self) -> frozenset[str]:
-        """Names bound lazily and not loaded yet."""
-        return frozenset(self._pending)
-
-    def load_pending(self, names: Iterable[str]) -> None:
-        """Load the lazily bound values among ``names`` into the namespace.
-
-        A name the user has since assigned is left alone (theirs wins).
-        """
-        for name in names:
-            lazy = self._pending.pop(name, None)
-            if lazy is None or name in self.namespace:
-                continue
-            value = self._resolve(name, lazy)
-            self.namespace[name] = value
-            self._bound[name] = (id(value), lazy.data_version)
+    def bound_names(self) -> list[str]:
+        """Names hamilton_nb bound in the notebook (that still hold the value it bound)."""
+        return [n for n, (i, _) in self._bound.items()
+                if n in self.namespace and id(self.namespace[n]) == i]
 
     def value(self, name: str) -> Any:
-        """The current value of a node: from the last run if it produced it, else computed."""
-        if name in self._pending:
-            self.load_pending([name])
-            return self.namespace[name]
+        """The current value of a node: its value in the cache if it is not stale (also after
+        a restore, before the inputs are defined again), else computed with the last inputs."""
+        self._check_nodes([name])
+        ev = self.node_events.get(name)
+        if ev is not None and ev.data_version and ev.cache == CacheNote.STORED:
+            entry = self.store.latest(name)
+            if entry is None or entry.data_version != ev.data_version:
+                entry = next((e for e in self.store.entries()
+                              if e.node == name and e.data_version == ev.data_version), None)
+            if entry is not None and name not in self.stale_nodes():
+                with contextlib.suppress(CorruptEntry):  # damaged: computed below instead
+                    return self.store.load(entry)
         return self.run([name], self.last_inputs)[name]
+
+    # -- staleness -----------------------------------------------------------------------------
+
+    def stale_bound(self) -> list[str]:
+        """Bound names whose node is stale (in DAG order)."""
+        if not self._bound:
+            return []
+        stale = self.stale_nodes()
+        return [n for n in self.dag.order if n in stale and n in self._bound]
+
+    def set_on_change(self, mode: str) -> None:
+        """``flag`` (default): a run that leaves bound names stale says so; ``refresh``: such a
+        run recomputes and rebinds them (through the cache) at its end."""
+        if mode not in ON_CHANGE:
+            raise SessionError(f"on_change must be one of {', '.join(ON_CHANGE)}; got {mode!r}.")
+        self.on_change = mode
+
+    def run_stale(self, names: Iterable[str] | None = None) -> StaleRun:
+        """Recompute (through the cache) every stale node and rebind the user-facing ones and
+        every stale name that was bound. ``names``: only these. ``str()`` of the result is a
+        one-line summary (the comm's ``run_stale`` message shows it)."""
+        stale = self.stale_nodes() if names is None else set(names)
+        todo = [n for n in self.dag.order if n in stale]
+        if not todo:
+            return StaleRun([], None)
+        outcome = self.execute(todo, self.last_inputs)
+        self.bind(outcome, [n for n in todo if n in self._bound or self.user_facing(n)])
+        return StaleRun(todo, outcome)
+
+    def after_run(self, outcome: RunOutcome, mode: str | None = None) -> str | None:
+        """What a cell run does about stale bound names (``mode``: on_change override).
+
+        With ``refresh`` they are recomputed and rebound; with ``flag`` the returned line says
+        which are stale and how to refresh. None when nothing bound went stale.
+        """
+        if not any(e.status == Status.COMPUTED for e in outcome.events):
+            return None  # nothing changed value: nothing can have gone stale
+        stale = self.stale_bound()
+        if not stale:
+            return None
+        names = ", ".join(f"`{n}`" for n in stale)
+        if (mode or self.on_change) == "refresh":
+            result = self.run_stale(stale)
+            if result.outcome is not None and not result.outcome.ok:
+                return f"hamilton_nb: refreshing stale names: {result}"
+            return f"hamilton_nb: refreshed {names} (on_change=refresh)."
+        return (f"hamilton_nb: {names} {'is' if len(stale) == 1 else 'are'} now stale (computed "
+                f"from older upstream values); `%hamilton run --stale` recomputes and rebinds "
+                f"{'it' if len(stale) == 1 else 'them'}.")
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -435,8 +679,15 @@ class Session:
         names = None if nodes is None else set(nodes)
         keys = [e.key for e in self.store.entries() if names is None or e.node in names]
         n = self.store.delete(keys)
+        self.reclaim()
         self._emit(DagChanged(None))
         return n
+
+    def reclaim(self) -> tuple[int, int]:
+        """Delete temp files of killed writers in the cache folder; returns (files, bytes).
+        ``clear`` and ``evict`` do this too (the magics report it)."""
+        reclaim = getattr(self.store, "reclaim", None)
+        return reclaim() if reclaim is not None else (0, 0)
 
     def clear_cell(self, cell_id: str) -> int:
         """Delete the cache entries of the nodes a cell defines."""
@@ -453,6 +704,7 @@ class Session:
     def evict(self, max_bytes: int | None = None, older_than: float | None = None) -> int:
         """Evict least-recently-used entries until the cache holds at most ``max_bytes``, and
         entries unused for ``older_than`` seconds. Returns how many entries went."""
+        self.reclaim()  # leftovers of killed writers count against the size too: gone first
         return self.store.evict(max_bytes, older_than, self.protected_versions())
 
     def protected_versions(self) -> frozenset[str]:
@@ -473,16 +725,27 @@ class Session:
 
     # -- checkpoints and export (the logic is in checkpoint.py and export.py) ------------------
 
-    def restore(self, name: str | None = None) -> Any:
-        """Bring back the live DAG and bind its values lazily, recomputing nothing.
+    def restore(self, name: str | None = None, notebook: str | None = None) -> Any:
+        """Bring back the live DAG and bind every value (memory-mapped), recomputing nothing.
 
-        Without ``name``: the state this working folder had before this kernel started (after a
-        restart, the DAG as it was). With ``name``: that named checkpoint. The current state is
-        saved as an ``auto-*`` checkpoint first. Returns a ``RestoreReport``. The ``%%hamilton``
-        cell bodies are run again (to define their functions); imports, helpers and constants
-        they take from ordinary cells must be defined first (the report names missing ones).
+        Without ``name``: the state this notebook had before this kernel started (after a
+        restart, the DAG as it was). The notebook is ``notebook`` if given, else the one the
+        kernel runs (see :meth:`notebook_identity`); plain IPython falls back to the working
+        folder. With ``name``: that named checkpoint. The current state is saved as an
+        ``auto-*`` checkpoint first. Returns a ``RestoreReport``. The ``%%hamilton`` cell bodies
+        are run again (to define their functions); imports, helpers and constants they take
+        from ordinary cells must be defined first (the report names missing ones).
         """
-        return self.checkpoints.restore(name)
+        return self.checkpoints.restore(name, notebook=notebook)
+
+    def notebook_identity(self) -> str | None:
+        """The notebook this kernel runs: VS Code's ``__vsc_ipynb_file__`` or the
+        ``__session__`` ipykernel sets from Jupyter's session path; None in plain IPython."""
+        for var in ("__vsc_ipynb_file__", "__session__"):
+            value = self.namespace.get(var)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        return None
 
     def checkpoint_save(self, name: str, overwrite: bool = False) -> Path:
         """Save the DAG code and the keys of its values as checkpoint ``name``."""
@@ -543,6 +806,94 @@ class Session:
         return {"session_id": self.session_id,
                 "run_id": self._last.run_id if self._last else None,
                 "running": self.running, "nodes": nodes, "cells": cells}
+
+
+_DQ_RESULTS = "hamilton.data_quality.contains_dq_results"
+_DQ_SOURCE = "hamilton.data_quality.source_node"
+
+
+def _internal(n: Any, name: str, siblings: Mapping[str, Any]) -> bool:
+    """A node Hamilton's decorators generate for their own plumbing (see Session.user_facing)."""
+    if not name.isidentifier() or n.tags.get(_DQ_RESULTS):
+        return True
+    # @check_output: `<fn>_raw` holds the undecorated result; its sibling validators name
+    # `<fn>` as their source node.
+    return name.endswith("_raw") and any(
+        s.tags.get(_DQ_SOURCE) == name[:-4] for s in siblings.values())
+
+
+def _describe(name: str, value: Any, builtin: bool, dag: LiveDag) -> str:
+    """How a clashing notebook name is called in an error message."""
+    import types
+
+    if builtin:
+        return f"the builtin `{name}`"
+    if name == "get_ipython" or name.startswith("__"):
+        return f"IPython's `{name}`"
+    if isinstance(value, types.ModuleType):
+        return f"the imported module `{name}`"
+    if name in dag.nodes and dag.nodes[name].user_defined:
+        return f"the notebook variable `{name}` (an external input of the DAG)"
+    return f"the notebook variable `{name}`"
+
+
+@dataclass
+class StaleRun:
+    """What :meth:`Session.run_stale` recomputed."""
+
+    names: list[str]
+    outcome: RunOutcome | None
+
+    def __str__(self) -> str:
+        if not self.names:
+            return "Nothing is stale."
+        if self.outcome is not None and self.outcome.errors:
+            name, err = next(iter(self.outcome.errors.items()))
+            return f"Recomputing stale nodes failed at `{name}`: {type(err).__name__}: {err}"
+        n = len(self.names)
+        return f"Recomputed {n} stale node{'s' * (n != 1)}: " + ", ".join(
+            f"`{x}`" for x in self.names)
+
+
+class _Verifier:
+    """Verifies the checksums of bound, memory-mapped value files in a background thread.
+
+    Binding maps a value in about the time memory-mapping takes; reading every byte for the
+    checksum (~10 ms per 200 MB) happens here instead. A mismatch is kept for
+    :meth:`Session.settle`, which warns and recomputes: never a wrong value without a warning.
+    """
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+        self._bad: list[tuple[str, Entry]] = []
+        self._lock = threading.Lock()
+
+    def start(self, store: Store, items: list[tuple[str, Entry]]) -> None:
+        def work() -> None:
+            for name, entry in items:
+                try:
+                    ok = store.verify(entry)
+                except Exception:  # an unreadable file is a damaged one
+                    ok = False
+                if not ok:
+                    with self._lock:
+                        self._bad.append((name, entry))
+
+        t = threading.Thread(target=work, name="hamilton_nb-verify", daemon=True)
+        self._threads = [x for x in self._threads if x.is_alive()] + [t]
+        t.start()
+
+    def results(self, wait: bool = False) -> list[tuple[str, Entry]]:
+        if wait:
+            for t in list(self._threads):
+                t.join()
+        with self._lock:
+            bad, self._bad = self._bad, []
+        return bad
+
+    @property
+    def busy(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
 
 
 def _dep_dv(session: Session, node: str, dep: str) -> str | None:

@@ -10,12 +10,19 @@ A **manifest** is the state of a session at one moment, as JSON:
 Values themselves stay in the store (content-addressed); a manifest only points at them, so saving
 one costs one small file write. Two kinds of manifest live in the cache folder::
 
-    sessions/<hash of working folder>.json           "last state", saved after every DAG change
-    sessions/<hash of working folder>.previous.json  the last state of the kernel before this one
-    checkpoints/<name>.json                          named checkpoints (``auto-*``: automatic)
+    sessions/nb-<hash of notebook path>.json   "last state" of a notebook, saved after every change
+    sessions/nb-<hash>.previous.json           its last state in the kernel before this one
+    sessions/<hash of working folder>.json     the same, where no notebook is known (plain IPython)
+    checkpoints/<name>.json                    named checkpoints (``auto-*``: automatic)
+
+The notebook is the one the kernel runs (``Session.notebook_identity``: ``__session__`` set by
+ipykernel from Jupyter's session path, or VS Code's ``__vsc_ipynb_file__``), so two notebooks in
+one folder never restore each other's DAG.
 
 Restoring a manifest re-runs the ``%%hamilton`` cell bodies (they only *define* functions; nothing
-is computed) and binds every node's value lazily: it is read from disk when a cell first uses it.
+is computed) and binds every user-facing node's value as an ordinary notebook variable, read
+memory-mapped; the checksums of the mapped files are verified in the background
+(``Session.settle``: a damaged one is dropped with a warning and recomputed).
 The notebook's ordinary cells are not part of a manifest, so imports, helpers and constants that
 the ``%%hamilton`` cells take from them must be defined again (run those cells first); a cell that
 cannot be registered without them is reported by name and the others are restored anyway.
@@ -41,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from . import _trust
 from ._files import atomic_write
 from .events import CacheNote, DagChanged, Event, NodeEvent, RunFinished, Status
 from .graph import CellError, prepare_cell
@@ -67,21 +75,30 @@ class RestoreReport:
 
     source: str  # "last state" or "checkpoint NAME"
     found: bool = True
+    notebook: str | None = None  # whose last state (None: the working folder's)
+    folder: str | None = None  # the working folder, when no notebook is known
     cells: list[str] = field(default_factory=list)  # cell ids registered again
     bound: list[str] = field(default_factory=list)  # nodes whose value is bound (lazily)
     failed_cells: dict[str, str] = field(default_factory=dict)  # cell id -> why
     missing_values: list[str] = field(default_factory=list)  # value gone from the cache
+    #: code (a helper, constant, default, ...) or an input changed since the value was made:
+    #: not bound, computed on the next run
+    changed: list[str] = field(default_factory=list)
     missing_names: dict[str, list[str]] = field(default_factory=dict)  # node -> undefined globals
     saved_as: str | None = None  # automatic checkpoint of the state before restoring
     seconds: float = 0.0
 
     def __str__(self) -> str:
         if not self.found:
-            return (f"hamilton_nb: no {self.source} to restore in this working folder yet "
-                    f"(it is saved as you run %%hamilton cells).")
-        lines = [f"hamilton_nb: restored {self.source}: {len(self.cells)} cell(s), "
-                 f"{len(self.bound)} value(s) bound lazily, nothing recomputed "
+            return (f"hamilton_nb: no saved state to restore{self._whose()} yet (it is saved "
+                    f"as you run %%hamilton cells); nothing changed.")
+        lines = [f"hamilton_nb: restored {self.source}{self._whose(' of')}: {len(self.cells)} "
+                 f"cell(s), {len(self.bound)} value(s) bound, nothing recomputed "
                  f"({self.seconds:.2f}s)."]
+        if self.folder is not None:
+            lines.append(f"  No notebook name is known in this kernel (plain IPython?): this is "
+                         f"the last state of the working folder {self.folder}. "
+                         f"`%hamilton restore --notebook NAME` picks a notebook's.")
         if self.saved_as:
             lines.append(f"  The state before restoring is saved as checkpoint {self.saved_as!r}.")
         for cid, why in self.failed_cells.items():
@@ -99,7 +116,17 @@ class RestoreReport:
         if self.missing_values:
             lines.append(f"  No longer in the cache (computed on next run): "
                          f"{', '.join(self.missing_values)}.")
+        if self.changed:
+            lines.append(f"  Changed since they were saved (code, a helper, a constant or an "
+                         f"input; computed on next run): {', '.join(self.changed)}.")
         return "\n".join(lines)
+
+    def _whose(self, prefix: str = " for") -> str:
+        if self.notebook is not None:
+            return f"{prefix} notebook {self.notebook!r}"
+        if self.folder is not None:
+            return f"{prefix} working folder {self.folder} (no notebook name is known)"
+        return ""
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(str(self))
@@ -115,19 +142,42 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _read(path: Path) -> dict[str, Any] | None:
+    """A manifest from disk, checked field by field (it is untrusted data, see _trust.py).
+
+    A damaged one is skipped with one warning naming the file, and moved aside to
+    ``damaged/`` in the cache folder so it does not warn again; None if absent or unusable.
+    """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_trust.read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as e:
-        warnings.warn(f"hamilton_nb: ignoring unreadable checkpoint file {path}: {e}",
-                      stacklevel=3)
+    except (OSError, ValueError, RecursionError) as e:
+        _set_aside(path, f"it is unreadable ({e})")
         return None
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+    if isinstance(data, dict) and data.get("format") != MANIFEST_FORMAT and isinstance(
+            data.get("format"), int):
         warnings.warn(f"hamilton_nb: ignoring checkpoint file {path}: it has another format "
                       f"(written by another version of hamilton_nb).", stacklevel=3)
         return None
+    problem = "it is not a checkpoint manifest" if not isinstance(data, dict) or data.get(
+        "format") != MANIFEST_FORMAT else _trust.manifest_problem(data)
+    if problem is not None:
+        _set_aside(path, problem)
+        return None
     return data
+
+
+def _set_aside(path: Path, why: str) -> None:
+    """Warn once about a damaged manifest and move it to <cache>/damaged/ (kept for a look)."""
+    aside = path.parent.parent / "damaged" / f"{path.parent.name}-{int(time.time())}-{path.name}"
+    try:
+        aside.parent.mkdir(exist_ok=True)
+        os.replace(path, aside)
+        where = f"moved to {aside}"
+    except OSError as e:  # read-only folder: it stays, and is skipped again next time
+        where = f"could not be moved aside ({e.strerror or e}); delete it"
+    warnings.warn(f"hamilton_nb: skipped damaged checkpoint file {path}: {why}. It was {where}; "
+                  f"everything else is used.", stacklevel=4)
 
 
 def _encode_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -151,6 +201,12 @@ def _decode_config(manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 def _source_hashes(session: Session) -> dict[Any, str]:
     return {code: fc.static for c in session.dag.cells.values() for code, fc in c.fcodes.items()}
+
+
+def _cell_signature(cell: Any) -> tuple[Any, ...]:
+    """What the saved state records of a cell: its body, its functions' code, its nodes."""
+    return (cell.body, tuple(sorted(fc.static for fc in cell.fcodes.values())),
+            tuple(cell.nodes))
 
 
 def build_manifest(session: Session, name: str | None = None) -> dict[str, Any]:
@@ -198,6 +254,9 @@ def build_manifest(session: Session, name: str | None = None) -> dict[str, Any]:
         "nodes": nodes,
     }
     manifest.update(_encode_config(dag.config))
+    key = session.cache_key
+    if key is not None:  # a signed index: restore runs only code a key holder saved
+        _trust.sign_manifest(manifest, key)
     return manifest
 
 
@@ -246,6 +305,10 @@ class Checkpoints:
         self._warned = False
         self._dirty = True
         self._saved_nodes: dict[str, tuple[Any, Any]] = {}  # node -> (code, data) version saved
+        self._saved_cells: dict[str, tuple[Any, ...]] = {}  # cell -> _cell_signature saved
+        # The kernel's starting folder: a relative notebook name is resolved against it (a
+        # later `%cd` does not change which notebook this is).
+        self._cwd = os.getcwd()
         self.unsubscribe = session.subscribe(self._on_event)
 
     # -- paths ----------------------------------------------------------------------------------
@@ -258,8 +321,18 @@ class Checkpoints:
     def folder(self) -> Path:
         return self.root / "checkpoints"
 
-    def _state_path(self, suffix: str = "") -> Path:
-        where = hashlib.sha256(os.getcwd().encode()).hexdigest()[:16]
+    def notebook_key(self, notebook: str | None = None) -> tuple[str, str | None]:
+        """(file stem of the last-state record, notebook name or None for the folder)."""
+        nb = notebook or self.session.notebook_identity()
+        if nb is None:
+            return hashlib.sha256(os.getcwd().encode()).hexdigest()[:16], None
+        path = nb if os.path.isabs(nb) else os.path.join(self._cwd, nb)
+        if not os.path.splitext(path)[1]:
+            path += ".ipynb"  # `--notebook analysis` means analysis.ipynb
+        return "nb-" + hashlib.sha256(os.path.normpath(path).encode()).hexdigest()[:16], nb
+
+    def _state_path(self, suffix: str = "", notebook: str | None = None) -> Path:
+        where, _ = self.notebook_key(notebook)
         return self.root / "sessions" / f"{where}{suffix}.json"
 
     def _path(self, name: str) -> Path:
@@ -280,8 +353,19 @@ class Checkpoints:
             # an all-hit run writes nothing (it is the hot path).
             if self._saved_nodes.get(event.node) != (event.code_version, event.data_version):
                 self._dirty = True
-        elif isinstance(event, DagChanged) or (isinstance(event, RunFinished) and self._dirty):
+        elif isinstance(event, DagChanged):
+            if event.cell_id is not None and self._cell_unchanged(event.cell_id):
+                # Re-running a cell with the same code changes nothing the state records;
+                # rebuilding it would cost O(notebook) on every cell run (the hot path).
+                return
             self.save_state()
+        elif isinstance(event, RunFinished) and self._dirty:
+            self.save_state()
+
+    def _cell_unchanged(self, cell_id: str) -> bool:
+        cell = self.session.dag.cells.get(cell_id)
+        saved = self._saved_cells.get(cell_id)
+        return cell is not None and saved is not None and saved == _cell_signature(cell)
 
     def save_state(self) -> None:
         """Write the last state of this working folder (atomically; skipped if unchanged)."""
@@ -289,6 +373,8 @@ class Checkpoints:
         if not s.settings.enabled or not s.dag.cells:
             # No disk cache, or an empty DAG (after reset): keep the last non-empty state.
             return
+        if getattr(s.store, "degraded", None):
+            return  # the folder takes no writes: the store has already said so, once
         try:
             manifest = build_manifest(s)
             manifest.pop("created")
@@ -306,18 +392,20 @@ class Checkpoints:
             self._dirty = False
             self._saved_nodes = {n: (r.get("code_version"), r.get("data_version"))
                                  for n, r in manifest["nodes"].items()}
+            self._saved_cells = {cid: _cell_signature(c) for cid, c in s.dag.cells.items()}
         except (OSError, CheckpointError) as e:
             if not self._warned:
                 self._warned = True
                 warnings.warn(f"hamilton_nb: could not save the session state for restore: {e}",
                               stacklevel=2)
 
-    def last_state(self) -> dict[str, Any] | None:
-        """The state this working folder had before this kernel changed it (see restore())."""
-        last = _read(self._state_path())
+    def last_state(self, notebook: str | None = None) -> dict[str, Any] | None:
+        """The state this notebook (or ``notebook``; plain IPython: the working folder) had
+        before this kernel changed it (see restore())."""
+        last = _read(self._state_path(notebook=notebook))
         if last is not None and last.get("session_id") != self.session.session_id:
             return last
-        previous = _read(self._state_path(".previous"))
+        previous = _read(self._state_path(".previous", notebook))
         return previous if previous is not None else last
 
     # -- named checkpoints -----------------------------------------------------------------------
@@ -409,22 +497,27 @@ class Checkpoints:
 
     # -- restore ---------------------------------------------------------------------------------
 
-    def restore(self, name: str | None = None) -> RestoreReport:
-        """Bring back the live DAG (code) and bind its values lazily, recomputing nothing.
+    def restore(self, name: str | None = None, notebook: str | None = None) -> RestoreReport:
+        """Bring back the live DAG (code) and bind its values, recomputing nothing.
 
-        ``name=None`` restores the last state this working folder had before this kernel
-        started changing it (after a restart: the DAG as it was before). A named checkpoint
-        replaces the current DAG; the current state is first saved as an ``auto-*`` checkpoint.
+        ``name=None`` restores the last state this notebook (``notebook`` if given; plain
+        IPython: the working folder) had before this kernel started changing it (after a
+        restart: the DAG as it was before). A named checkpoint replaces the current DAG; the
+        current state is first saved as an ``auto-*`` checkpoint. Nothing to restore changes
+        nothing.
         """
         t0 = time.perf_counter()
         if name is None:
-            manifest = self.last_state()
+            _, nb = self.notebook_key(notebook)
+            folder = None if nb is not None else os.getcwd()
+            manifest = self.last_state(notebook)
             if manifest is None:
-                return RestoreReport("last state", found=False)
-            report = RestoreReport("last state")
+                return RestoreReport("last state", found=False, notebook=nb, folder=folder)
+            report = RestoreReport("last state", notebook=nb, folder=folder)
         else:
             manifest = self._load(name)
             report = RestoreReport(f"checkpoint {name!r}")
+        self._check_trusted(manifest, report.source)
         report.saved_as = self._auto_save()
         self._suspended = True
         try:
@@ -435,6 +528,18 @@ class Checkpoints:
         self.session._emit(DagChanged(None))  # front-ends refresh once, not once per cell
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _check_trusted(self, manifest: Mapping[str, Any], source: str) -> None:
+        """With a cache key, refuse (changing nothing) to run code from an unsigned manifest."""
+        key = self.session.cache_key
+        problem = None if key is None else _trust.manifest_signature_problem(manifest, key)
+        if problem is not None:
+            raise CheckpointError(
+                f"Refusing to restore {source}: it is {problem} for the cache key, and restoring "
+                f"runs the code stored in it. Re-run your %%hamilton cells instead (their state "
+                f"is then saved signed), or unset the key if you trust everyone who can write "
+                f"{self.root}."
+            )
 
     def _apply(self, manifest: Mapping[str, Any], report: RestoreReport) -> None:
         s = self.session
@@ -452,14 +557,9 @@ class Checkpoints:
         runner = Runner(s.dag, store, lambda e: None, s.settings, s._static, s._config_keys)
         lazies: dict[str, Lazy] = {}
         label = f"restored from {report.source}"
-        for node_name, rec in manifest.get("nodes", {}).items():
-            n = s.dag.nodes.get(node_name)
-            if n is None or n.user_defined or not rec.get("key"):
-                continue
-            entry = store.lookup(rec["key"])
-            if entry is None:
-                report.missing_values.append(node_name)
-                continue
+        saved = manifest.get("nodes", {})
+        for node_name, entry in _rekey(s, runner, saved, report):
+            rec = saved[node_name]
             lazies[node_name] = runner._lazy(node_name, entry)
             s.node_events[node_name] = NodeEvent(
                 0, node_name, Status.CACHED, label, s.dag.node_cell.get(node_name), 0.0,
@@ -467,9 +567,53 @@ class Checkpoints:
                 code_version=entry.code_version, data_version=entry.data_version,
                 at=rec.get("at", entry.created),
             )
-        s.bind(RunOutcome(0, list(lazies), dict(lazies), [], {}))
-        report.bound = list(lazies)
+        report.bound = s.bind(RunOutcome(0, list(lazies), dict(lazies), [], {}))
         report.missing_names = _undefined_globals(s)
+
+
+def _rekey(s: Session, runner: Runner, saved: Mapping[str, Any],
+           report: RestoreReport) -> list[tuple[str, Entry]]:
+    """The saved nodes whose value is still right for the code and inputs as they are *now*.
+
+    A manifest names each value by the key it had when it was saved; since then an ordinary
+    cell may have changed a helper, a constant or a default (run before `%hamilton restore`).
+    So every node is keyed again, in topological order, exactly as a run's plan would key it:
+    a value is bound only when its current key finds an entry. Nothing is loaded.
+    """
+    from .runner import _ABSENT, _reads_source
+
+    dag, ns, config = s.dag, s.namespace, s.dag.config
+    runner.dv, runner.parts = {}, {}
+    out: list[tuple[str, Entry]] = []
+    for name in dag.order:
+        n = dag.nodes[name]
+        if n.user_defined:
+            value = config[name] if name in config else ns.get(name, _ABSENT)
+            runner.dv[name] = runner._input_version(name, value)
+            continue
+        runner.dv[name] = None  # unknown until an entry is found
+        rec = saved.get(name)
+        if rec is None or not rec.get("key"):
+            continue
+        if s.store.lookup(rec["key"]) is None:
+            report.missing_values.append(name)
+            continue
+        files = None
+        if _reads_source(n):
+            inputs = {d: config[d] if d in config else ns.get(d, _ABSENT)
+                      for d in dag.deps[name] if dag.nodes[d].user_defined}
+            if len(inputs) != len(dag.deps[name]):
+                report.changed.append(name)  # it reads a path a node computes
+                continue
+            files = runner._loader_files(name, n, inputs)
+        key, _ = runner._key(n, name, files)
+        store_entry = s.store.lookup(key) if key else None
+        if store_entry is None:
+            report.changed.append(name)
+            continue
+        runner.dv[name] = store_entry.data_version
+        out.append((name, store_entry))
+    return out
 
 
 def _register_all(s: Session, cells: list[dict[str, str]], report: RestoreReport) -> None:
@@ -481,7 +625,13 @@ def _register_all(s: Session, cells: list[dict[str, str]], report: RestoreReport
         try:
             c = prepare_cell(cell["cell_id"], cell["body"], s.namespace, s.dag.config)
         except CellError as e:
-            report.failed_cells[cell["cell_id"]] = str(e)
+            report.failed_cells[cell["cell_id"]] = _one_line(e)
+            continue
+        try:
+            s.check_shadowing(c)
+        except CellError as e:
+            c.rollback(s.namespace)
+            report.failed_cells[cell["cell_id"]] = _one_line(e)
             continue
         c.commit(s.namespace)  # its imports/helpers stay: a later cell may use them
         prepared.append(c)
@@ -492,11 +642,18 @@ def _register_all(s: Session, cells: list[dict[str, str]], report: RestoreReport
             try:
                 s.register_cell(c.body, c.cell_id)
             except CellError as e:
-                report.failed_cells[c.cell_id] = str(e)
+                report.failed_cells[c.cell_id] = _one_line(e)
             else:
                 report.cells.append(c.cell_id)
         return
     report.cells.extend(c.cell_id for c in prepared)
+
+
+def _one_line(e: Exception) -> str:
+    """A restore report gives one line per cell it could not restore."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _undefined_globals(session: Session) -> dict[str, list[str]]:

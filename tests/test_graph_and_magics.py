@@ -36,23 +36,30 @@ def _snapshot(nb):
 # -- extension lifecycle ------------------------------------------------------------------------
 
 
-def test_load_unload_reload_leave_exactly_one_callback_and_transformer(nb):
+def _ours_post_run(ip) -> list:
+    return [cb for cb in ip.events.callbacks["post_run_cell"]
+            if getattr(cb, "__module__", "").startswith("hamilton_nb.magics")]
+
+
+def test_load_unload_reload_leave_exactly_one_callback_and_no_transformer(nb):
     ip = nb.ip
     assert len(_ours_pre_run(ip)) == 1
-    assert len(_ours_transformers(ip)) == 1
+    assert len(_ours_post_run(ip)) == 1
+    assert _ours_transformers(ip) == []  # values are bound when a run ends, not on mention
     ip.run_line_magic("reload_ext", "hamilton_nb")
     ip.run_line_magic("reload_ext", "hamilton_nb")
     ip.run_line_magic("load_ext", "hamilton_nb")
     assert len(_ours_pre_run(ip)) == 1
-    assert len(_ours_transformers(ip)) == 1
+    assert len(_ours_post_run(ip)) == 1
     ip.run_line_magic("unload_ext", "hamilton_nb")
     assert _ours_pre_run(ip) == []
+    assert _ours_post_run(ip) == []
     assert _ours_transformers(ip) == []
     assert "hamilton" not in ip.magics_manager.magics["cell"]
     assert "hamilton" not in ip.magics_manager.magics["line"]
     ip.run_line_magic("load_ext", "hamilton_nb")
     assert len(_ours_pre_run(ip)) == 1
-    assert len(_ours_transformers(ip)) == 1
+    assert len(_ours_post_run(ip)) == 1
     assert "hamilton" in ip.magics_manager.magics["cell"]
 
 
@@ -280,14 +287,14 @@ def test_functions_see_notebook_imports_helpers_and_constants(nb):
     assert nb.value("value") == 6
 
 
-def test_cached_values_are_bound_lazily_and_load_when_mentioned(nb):
+def test_cached_values_are_ordinary_variables_when_the_cell_ends(nb):
     nb.cell(CHAIN, cell_id="c1")
     nb.run("del a, b, c")
     nb.cell(CHAIN, cell_id="c1")
     assert nb.statuses() == {"a": "cached", "b": "cached", "c": "cached"}
-    assert nb.session.pending == {"a", "b", "c"}
-    assert nb.run("c + 0") == 20
-    assert "c" not in nb.session.pending
+    # Bound at once, not when some cell mentions the name: globals() and eval see them.
+    assert (nb.ns["a"], nb.ns["b"], nb.ns["c"]) == (1, 2, 20)
+    assert nb.run("eval('c') + globals()['b']") == 22
 
 
 # -- once per computation ----------------------------------------------------------------------

@@ -53,6 +53,7 @@ def test_notebook_after_kernel_restart_computes_nothing(tmp_path, monkeypatch):
     monkeypatch.delenv("HAMILTON_NB_CACHE", raising=False)  # the default: a folder in the cwd
     path = tmp_path / NOTEBOOK.name
     shutil.copy(NOTEBOOK, path)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(path))  # what Jupyter gives the kernel
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
@@ -60,7 +61,7 @@ def test_notebook_after_kernel_restart_computes_nothing(tmp_path, monkeypatch):
         _run_all(client, nb)
         first = _statuses(nb)
         first_model = _model_output(nb)
-        assert "no last state" in _stdout(nb.cells[3])
+        assert "no saved state to restore for notebook" in _stdout(nb.cells[3])
         assert set(first) == {"raw", "clean", "features", "model"}
         assert all(s[0] == "computed" for s in first.values()), first
 
@@ -74,7 +75,8 @@ def test_notebook_after_kernel_restart_computes_nothing(tmp_path, monkeypatch):
 
     second = _statuses(nb)
     restore_out = _stdout(nb.cells[3])
-    assert "restored last state: 2 cell(s), 4 value(s) bound lazily" in restore_out
+    assert (f"restored last state of notebook {str(path)!r}: 2 cell(s), 4 value(s) bound"
+            in restore_out)
     assert set(second) == {"raw", "clean", "features", "model"}
     assert not any("computed" in s for s in second.values()), second
     assert all(set(s) == {"cached"} for s in second.values()), second

@@ -247,7 +247,10 @@ def graph_svg(session: Session, rows: dict[str, Row]) -> str:
     graphviz binary is needed; it scales down to the width it is given.
     """
     dag = session.dag
-    order = list(dag.order)
+    # The nodes of the rows (a snapshot shows its run's nodes only) and the inputs they read.
+    inputs = {d for r in rows if r in dag.deps for d in dag.deps[r]
+              if d in dag.nodes and dag.nodes[d].user_defined}
+    order = [n for n in dag.order if n in rows or n in inputs]
     if not order:
         return "<i>The live DAG is empty.</i>"
     depth: dict[str, int] = {}

@@ -350,3 +350,88 @@ def test_a_large_dag_shows_the_first_rows_and_all_on_request(ps: Any) -> None:
     panel.more.click()
     assert len(panel.table.children) == 150
     assert panel.more.layout.display == "none"
+
+
+def test_a_long_running_node_shows_running_while_it_runs(ps: Any) -> None:
+    ps.cell("""
+    import time
+
+    def fast() -> int:
+        return 1
+
+    def slow(fast: int) -> int:
+        time.sleep(0.6)
+        return fast + 1
+    """)
+    panel = panel_for(ps.s)
+    seen: list[str] = []
+    row_view(panel, "slow").children[0].observe(lambda c: seen.append(c["new"]), "value")
+    ps.run("slow")
+    # The start of `slow` came right after `fast` finished (inside the throttle window): the
+    # timer sent it while `slow` ran, so the row said "running", not "queued", meanwhile.
+    assert any("hnbw-status-running" in v for v in seen), seen
+    assert "hnbw-status-computed" in seen[-1]
+
+
+def test_clear_shows_cleared_and_recompute_says_why(pipe: Any) -> None:
+    panel = panel_for(pipe.s)
+    pipe.run("features")
+    button(panel, "raw", "clear").click()
+    assert panel.rows["raw"].status == "cleared"  # no longer claims to be cached
+    assert "hnbw-status-cleared" in info_html(panel, "raw")
+    assert "next run recomputes it" in panel.message.value
+    button(panel, "clean", "recompute").click()
+    assert panel.rows["clean"].status == "computed"
+    assert panel.rows["clean"].reason == "recomputed on request"  # not "no cached value yet"
+
+
+def test_stale_rows_say_what_changed(pipe: Any) -> None:
+    pipe.exec("FACTOR = 2\ndef scale(x):\n    return x * FACTOR")
+    pipe.cell(PIPELINE.replace("return raw * 2", "return scale(raw)"))
+    pipe.run("features")
+    panel = panel_for(pipe.s)
+    pipe.exec("FACTOR = 3")  # an ordinary cell: no hamilton_nb event
+    panel.refresh()
+    assert panel.rows["clean"].status == "stale"
+    assert "scale" in panel.rows["clean"].why and "changed" in panel.rows["clean"].why
+    assert panel.rows["features"].why == "upstream `clean` is stale"
+    assert pipe.s.status().set_index("node").loc["clean", "reason"] == \
+        panel.rows["clean"].why  # %hamilton status says the same
+    assert "code and inputs unchanged" not in panel.to_text()
+
+
+def test_long_names_are_shortened_to_distinct_texts_with_the_full_name_as_tooltip() -> None:
+    names = ["feature_rolling_mean_7d", "feature_rolling_mean_30d", "feature_rolling_mean_90d",
+             "x", "a_very_long_prefix_then_same_suffix", "a_very_long_prefix_than_same_suffix"]
+    short = hamilton_nb.widget.short_names(names, 16)
+    assert len(set(short.values())) == len(names)
+    assert short["x"] == "x"
+    assert all(len(s) <= len(n) for n, s in short.items())
+    row = hamilton_nb.widget.Row("feature_rolling_mean_30d", "cached")
+    html = hamilton_nb.widget._row_html(row, short[row.node])
+    assert "title='feature_rolling_mean_30d'" in html and short[row.node] in html
+
+
+def test_widget_and_lab_extension_share_one_colour_language() -> None:
+    import re
+    from pathlib import Path
+
+    css = (Path(__file__).resolve().parents[1] / "labextension/style/base.css").read_text()
+    lab = dict(re.findall(r"--hnb-([a-z-]+):\s*(#[0-9a-f]{6});", css))
+    style = hamilton_nb.widget.STATUS_STYLE
+    for status in hamilton_nb.widget.LEGEND:
+        assert lab[status.replace("_", "-")] == style[status][1], status
+    assert "hnbw-legend" in hamilton_nb.widget.legend_html()
+
+
+def test_terminal_prints_a_summary_and_only_rows_worth_reading(nb: Any) -> None:
+    body = "\n".join(f"def n{i}() -> int:\n    return {i}\n" for i in range(30))
+    nb.cell(body)
+    with capture_output() as out:
+        nb.cell(body + "\ndef last(n0: int) -> int:\n    return n0\n")
+    text = out.outputs[-1].data["text/plain"]
+    lines = text.splitlines()
+    assert lines[0].startswith("31 nodes: 30 cached, 1 computed")
+    assert any(ln.startswith("last ") for ln in lines)
+    assert not any(ln.startswith("n5 ") for ln in lines)  # cached rows are counted, not listed
+    assert "%hamilton panel" in lines[-1]

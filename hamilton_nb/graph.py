@@ -355,6 +355,8 @@ class LiveDag:
         self.deps: dict[str, tuple[str, ...]] = {}
         self._fcodes: dict[types.CodeType, FunctionCode] = {}
         self._order: list[str] | None = []
+        # Names of external input nodes (Hamilton's Node.user_defined is a slow property).
+        self.inputs: set[str] = set()
         if self.config:
             self._set_all({}, self.config)  # config keys are input nodes, as in Hamilton
 
@@ -388,6 +390,7 @@ class LiveDag:
         self.nodes, self.node_cell, self.cells = nodes, node_cell, cells
         self.config = dict(config)
         self.deps = {k: tuple(d.name for d in n.dependencies) for k, n in nodes.items()}
+        self.inputs = {k for k, n in nodes.items() if n.user_defined}
         self._fcodes = {code: fc for c in cells.values() for code, fc in c.fcodes.items()}
         self._order = None
 
@@ -551,6 +554,7 @@ class LiveDag:
             old_input = nodes.pop(name, None)  # an external input the cell now defines
             if old_input is not None:
                 self.deps.pop(name, None)
+                self.inputs.discard(name)
         nodes.update(new)
         for name in new:
             self.node_cell[name] = cell.cell_id
@@ -561,6 +565,7 @@ class LiveDag:
                 t = nodes[p] = h_node.Node(p, input_types.get(p, Any),
                                            node_source=h_node.NodeType.EXTERNAL)
                 self.deps[p] = ()
+                self.inputs.add(p)
             elif t.user_defined and p in input_types and t.type != input_types[p]:
                 t.set_type(input_types[p])
             return t
@@ -586,6 +591,7 @@ class LiveDag:
                     and name not in self.config:
                 del nodes[name]
                 self.deps.pop(name, None)
+                self.inputs.discard(name)
         for o in (old.nodes.values() if old else ()):
             for p in o.input_types:
                 t = nodes.get(p)
@@ -593,6 +599,7 @@ class LiveDag:
                         and p not in self.config):
                     del nodes[p]
                     self.deps.pop(p, None)
+                    self.inputs.discard(p)
         if old is not None:
             for code in old.fcodes:
                 self._fcodes.pop(code, None)

@@ -46,6 +46,7 @@ from .versions import (
     fingerprint,
     hash_strings,
 )
+from .versions import _code_info as code_info  # what a code object reads (memoized)
 from .versions import relevant_config as _relevant_config
 
 HAMILTON_VERSION = ".".join(map(str, h_version.VERSION))
@@ -215,9 +216,10 @@ class Runner:
         hits: dict[str, Entry] = {}
         blocked: set[str] = set()
         deferred: set[str] = set()
+        is_input = self.dag.inputs
         for name in order:
             n = graph_nodes[name]
-            if name in overrides or n.user_defined:
+            if name in overrides or name in is_input:
                 self.dv[name] = self._input_version(name, ext_values.get(name, _ABSENT))
                 continue
             beh = self._behavior(n, name)
@@ -311,10 +313,11 @@ class Runner:
         nodes = self.dag.nodes
         found: dict[str, Any] = {}
         missing: dict[str, list[str]] = {}
+        is_input = self.dag.inputs
         for name in order:
-            n = nodes[name]
-            if not n.user_defined or name in overrides:
+            if name not in is_input or name in overrides:
                 continue
+            n = nodes[name]
             for source in (inputs, self.dag.config, namespace):
                 if name in source:
                     found[name] = source[name]
@@ -381,6 +384,15 @@ class Runner:
             return None, {"error": "node has no function"}
         config = self.dag.config
         cell = self.dag.cell_of(name)
+        # A node whose functions read nothing but their own source (no globals, defaults,
+        # closure, decorator objects, imports, environment or config) has a code version that
+        # its source alone decides: memoized across runs by that content (the static hash).
+        pure_key = _pure_key(name, fns, cell, config) if cell is not None else None
+        if pure_key is not None:
+            hit = self._static.get(pure_key)
+            if hit is not None:
+                self._cv[name] = hit
+                return hit
         parts: dict[str, Any] = {}
         for fn in fns:
             # This registration's analysis, looked up in the node's own cell: equal code
@@ -402,6 +414,9 @@ class Runner:
         flat = [f"{fn}.{k}={v}" for fn, p in sorted(parts.items()) for k, v in sorted(p.items())]
         result = hash_strings(HAMILTON_VERSION, name, *flat), parts
         self._cv[name] = result
+        if pure_key is not None and not any(k.startswith("config:") for p in parts.values()
+                                            for k in p):
+            self._static[pure_key] = result
         return result
 
     def _relevant_config(self, fn: Any, config: Mapping[str, Any]) -> list[str]:
@@ -694,6 +709,24 @@ class _CacheAdapter(BaseDoNodeExecute):
     def do_node_execute(self, *, run_id: str, node_: Node, kwargs: dict[str, Any],
                         task_id: str | None = None) -> Any:
         return self.runner.execute_node(node_, kwargs)
+
+
+def _pure_key(name: str, fns: Any, cell: Any, config: Mapping[str, Any]) -> tuple | None:
+    """Content key of a node whose code version only its functions' source decides, or None
+    when it reads anything live (see Runner._code_version)."""
+    statics = []
+    for fn in fns:
+        raw = inspect.unwrap(fn)
+        code = getattr(raw, "__code__", None)
+        fc = cell.fcodes.get(code) if code is not None else None
+        if (fc is None or fn is not raw or fc.global_names or fc.decorator_values
+                or raw.__defaults__ or raw.__kwdefaults__ or raw.__closure__):
+            return None
+        info = code_info(code)
+        if info.imports or info.env_names:
+            return None
+        statics.append(fc.static)
+    return ("pure-code-version", HAMILTON_VERSION, name, *statics, *sorted(config))
 
 
 _SMALL_INPUT = 1 << 16  # an upstream value this small may be a path a data loader reads

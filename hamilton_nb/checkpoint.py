@@ -261,14 +261,29 @@ def build_manifest(session: Session, name: str | None = None) -> dict[str, Any]:
 
 
 def diff_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> pd.DataFrame:
-    """Nodes that differ between two manifests: in code, in value, or present in one only."""
+    """Nodes that differ between two manifests: in code, in value, or present in one only.
+
+    ``change`` is the kind (code / value / code and value / only in A / only in B); ``what``
+    says it in words, e.g. "code of `features` changed (and so its value)", "`extra` added
+    with a new cell", "value of `model` changed: upstream `features` changed".
+    """
     na, nb = a.get("nodes", {}), b.get("nodes", {})
+    cells_a = {c.get("cell_id") for c in a.get("cells", [])}
+    cells_b = {c.get("cell_id") for c in b.get("cells", [])}
+    changed: set[str] = set()
     rows = []
     for node in list(dict.fromkeys([*na, *nb])):
         ra, rb = na.get(node), nb.get(node)
         if ra is None or rb is None:
+            if rb is None:
+                cell_gone = ra.get("cell_id") not in cells_b
+                what = f"`{node}` removed" + (" with its cell" if cell_gone else "")
+            else:
+                cell_new = rb.get("cell_id") not in cells_a
+                what = f"`{node}` added" + (" with a new cell" if cell_new else "")
+            changed.add(node)
             rows.append({"node": node, "change": "only in A" if rb is None else "only in B",
-                         "a": _short(ra), "b": _short(rb)})
+                         "what": what, "a": _short(ra), "b": _short(rb)})
             continue
         code = ra.get("source") != rb.get("source") or (
             ra.get("code_version") and rb.get("code_version")
@@ -276,8 +291,19 @@ def diff_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> pd.DataFrame:
         value = ra.get("data_version") != rb.get("data_version")
         if code or value:
             change = "code and value" if code and value else "code" if code else "value"
-            rows.append({"node": node, "change": change, "a": _short(ra), "b": _short(rb)})
-    return pd.DataFrame(rows, columns=["node", "change", "a", "b"])
+            if code:
+                what = f"code of `{node}` changed" + (" (and so its value)" if value else
+                                                      " (same value)")
+            else:
+                ups = [d for d in rb.get("deps", ra.get("deps", [])) or [] if d in changed]
+                what = f"value of `{node}` changed" + (
+                    f": upstream `{ups[0]}` changed" if ups else
+                    ("" if ra.get("data_version") and rb.get("data_version")
+                     else " (one side has no value)"))
+            changed.add(node)
+            rows.append({"node": node, "change": change, "what": what, "a": _short(ra),
+                         "b": _short(rb)})
+    return pd.DataFrame(rows, columns=["node", "change", "what", "a", "b"])
 
 
 def _short(rec: Mapping[str, Any] | None) -> str:
@@ -448,7 +474,8 @@ class Checkpoints:
     def list(self) -> pd.DataFrame:
         """One row per checkpoint: name, created, cells, nodes, values, automatic."""
         rows = [
-            {"name": m["name"], "created": pd.Timestamp(m.get("created", 0.0), unit="s"),
+            {"name": m["name"],
+             "created": pd.Timestamp(m.get("created", 0.0), unit="s").floor("s"),
              "cells": len(m.get("cells", [])), "nodes": len(m.get("nodes", {})),
              "values": sum(1 for r in m.get("nodes", {}).values() if r.get("key")),
              "automatic": m["name"].startswith(AUTO_PREFIX)}

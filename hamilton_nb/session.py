@@ -665,8 +665,8 @@ class Session:
         rows = [
             {"node": e.node, "code_version": e.code_version[:12], "data_version":
              e.data_version[:12], "format": e.fmt, "size": e.size, "compute_time": e.compute_time,
-             "created": pd.Timestamp(e.created, unit="s"),
-             "last_used": pd.Timestamp(e.last_used, unit="s"), "key": e.key}
+             "created": pd.Timestamp(e.created, unit="s").floor("s"),
+             "last_used": pd.Timestamp(e.last_used, unit="s").floor("s"), "key": e.key}
             for e in self.store.entries()
         ]
         cols = ["node", "code_version", "data_version", "format", "size", "compute_time",

@@ -69,8 +69,16 @@ class CellDef:
 
     @property
     def title(self) -> str:
-        first = next((ln.strip() for ln in self.body.splitlines() if ln.strip()), "")
-        return f"cell {self.cell_id} ({first[:40]})"
+        """The cell as a person recognises it: by the nodes it defines (its internal id, a
+        notebook cell uuid, means nothing to them); a ``--name`` is shown as given."""
+        names = list(self.nodes) or list(self.functions)
+        named = "" if self.cell_id.startswith("cell-") or self.jupyter_id == self.cell_id \
+            or self.jupyter_id is None and len(self.cell_id) >= 32 else f" `{self.cell_id}`"
+        if not names:
+            first = next((ln.strip() for ln in self.body.splitlines() if ln.strip()), "")
+            return f"the cell{named} starting `{first[:40]}`"
+        more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+        return f"the cell{named} defining `{names[0]}`{more}"
 
     def before(self, ns: Mapping[str, Any], name: str) -> Any:
         """What ``name`` was in the namespace before this cell ran (``_MISSING`` if unset)."""

@@ -160,10 +160,9 @@ class CommBridge:
                 self._send(c, self._state_message())
                 names = ", ".join(f"`{x}`" for x in cell.nodes)
                 self._send(c, _notice(
-                    f"Cleared {n} cache entr{'y' if n == 1 else 'ies'} of {cell.title} "
-                    f"({names}); the next run recomputes "
-                    f"{'it' if len(cell.nodes) == 1 else 'them'}."
-                    if n else f"{cell.title} had nothing in the cache ({names})."))
+                    f"Cleared {n} cache entr{'y' if n == 1 else 'ies'} of {names}; the next "
+                    f"run recomputes {'it' if len(cell.nodes) == 1 else 'them'}."
+                    if n else f"Nothing of {names} was in the cache."))
             elif kind == "run_stale":
                 self._send(c, _notice(self._run_stale()))
                 self._send(c, self._state_message())

@@ -420,7 +420,12 @@ class Checkpoints:
                                  for n, r in manifest["nodes"].items()}
             self._saved_cells = {cid: _cell_signature(c) for cid, c in s.dag.cells.items()}
         except (OSError, CheckpointError) as e:
-            if not self._warned:
+            degrade = getattr(s.store, "degrade", None)
+            if degrade is not None and _trust.is_disk_error(e):
+                # A folder that takes no writes (read-only, full): the store warns once for
+                # the whole folder and keeps new values in memory from now on.
+                degrade(e, "saving the session state")
+            elif not self._warned:
                 self._warned = True
                 warnings.warn(f"hamilton_nb: could not save the session state for restore: {e}",
                               stacklevel=2)
@@ -633,14 +638,46 @@ def _rekey(s: Session, runner: Runner, saved: Mapping[str, Any],
                 report.changed.append(name)  # it reads a path a node computes
                 continue
             files = runner._loader_files(name, n, inputs)
-        key, _ = runner._key(n, name, files)
+        key, parts = runner._key(n, name, files)
         store_entry = s.store.lookup(key) if key else None
         if store_entry is None:
-            report.changed.append(name)
-            continue
+            # Restored before the ordinary cells ran again: a helper or input it reads is not
+            # defined yet. The saved value stays bound (and shows as stale) when everything
+            # that *is* defined agrees with what it was made from; anything present and
+            # different means it was made by other code.
+            saved_entry = s.store.lookup(rec["key"])
+            if saved_entry is None or not _agrees_where_defined(saved_entry.parts, parts):
+                report.changed.append(name)
+                continue
+            store_entry = saved_entry
         runner.dv[name] = store_entry.data_version
         out.append((name, store_entry))
     return out
+
+
+_UNDEFINED = ("<missing>", "<absent>")
+
+
+def _agrees_where_defined(saved: Mapping[str, Any], now: Mapping[str, Any]) -> bool:
+    """Whether key parts ``now`` (with some names undefined) match ``saved`` elsewhere."""
+    incomplete = False
+    old_code, new_code = saved.get("code") or {}, now.get("code") or {}
+    if set(old_code) != set(new_code):
+        return False
+    for fn, new in new_code.items():
+        old = old_code[fn]
+        for k, v in new.items():
+            if v in _UNDEFINED:
+                incomplete = True
+            elif old.get(k) != v:
+                return False
+    old_deps, new_deps = saved.get("deps") or {}, now.get("deps") or {}
+    for d, v in new_deps.items():
+        if v in _UNDEFINED:
+            incomplete = True
+        elif old_deps.get(d) != v:
+            return False
+    return incomplete
 
 
 def _register_all(s: Session, cells: list[dict[str, str]], report: RestoreReport) -> None:

@@ -3,8 +3,8 @@ and a call log that does not take part in cache keys.
 
 Why the call log is a *module*: a function that appends to a global list reads that list, and a
 list's fingerprint changes with every call — the list would then be part of the node's code
-version and every run would miss. A module's code version is its name, so ``hnb_calls.log`` can
-record calls without changing any key.
+version and every run would miss. The module declares its own version
+(``__hamilton_nb_version__``), so ``hnb_calls.log`` can record calls without changing any key.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ def calls() -> list[str]:
     """A fresh call log, importable as ``hnb_calls`` (``hnb_calls.log.append(name)``)."""
     mod = types.ModuleType(CALLS_MODULE)
     mod.log = []  # type: ignore[attr-defined]
+    # A module's in-memory content is part of the keys of nodes that read it; this one declares
+    # its version instead, so that logging a call does not change any key.
+    mod.__hamilton_nb_version__ = "call log"  # type: ignore[attr-defined]
     sys.modules[CALLS_MODULE] = mod
     yield mod.log
     sys.modules.pop(CALLS_MODULE, None)

@@ -61,6 +61,33 @@ class StoreError(Exception):
     """A value could not be stored (e.g. it cannot be pickled)."""
 
 
+class LossyFormat(StoreError):
+    """The chosen format would not give the value back exactly (e.g. parquet and
+    ``datetime64[s]``, a ``DatetimeIndex.freq``): the store falls back to joblib."""
+
+
+def _check_round_trip(path: str, value: Any, data_version: str) -> None:
+    """Read a parquet file just written back and compare fingerprints: a stored value must be
+    the value (dtypes, index, names, attrs), or a downstream node computes something else."""
+    import pandas as pd
+
+    from .versions import Unhashable, fingerprint
+
+    back = pd.read_parquet(path)
+    try:
+        if fingerprint(back) == data_version:
+            return
+    except Unhashable:
+        pass  # what cannot be fingerprinted cannot be shown to be the same
+    after = {str(c): str(d) for c, d in back.dtypes.items()}
+    lost = [f"column `{c}`: {d} -> {after[str(c)]}" for c, d in value.dtypes.items()
+            if after.get(str(c), str(d)) != str(d)]
+    if not lost:
+        lost = ["the index, column labels, attrs or flags differ"]
+    raise LossyFormat(f"parquet does not give this DataFrame back exactly ({'; '.join(lost[:3])})"
+                      f". Choose format='joblib' for it to silence this.")
+
+
 class CorruptEntry(Exception):
     """A stored value is missing, truncated or unreadable: treat it as a miss."""
 
@@ -389,6 +416,8 @@ class DiskStore:
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"The cache folder {self.root} is a file, not a folder. Point "
                              f"HAMILTON_NB_CACHE (or `%hamilton cache dir PATH`) at a folder.")
+        # Refuse a folder of another format before creating anything in it.
+        write_marker = self._check_format() if self.root.is_dir() else True
         try:
             for d in (self._values, self._index_dir, self._tmp):
                 d.mkdir(parents=True, exist_ok=True)
@@ -397,19 +426,26 @@ class DiskStore:
             # cannot even be created is refused (the session then uses memory only).
             if not (_trust.is_disk_error(e) and self.root.is_dir()):
                 raise
-            self._degrade(e, "creating its subfolders")
+            self.degrade(e, "creating its subfolders")
         for d in (self._values, self._index_dir, self._tmp):
             if (d.exists() or d.is_symlink()) and not _trust.inside(d, self.root):
                 raise StoreError(f"{d} is a link out of the cache folder: refusing to use it. "
                                  f"Delete the link, or use another folder.")
-        self._check_format()
+        if write_marker:  # missing, or damaged while the contents read as this format
+            try:
+                self._atomic_write_bytes(self.root / "FORMAT",
+                                         f"hamilton_nb-store {STORE_FORMAT}\n".encode())
+            except OSError as e:
+                if not _trust.is_disk_error(e):
+                    raise
+                self.degrade(e, "writing its FORMAT marker")
         if self.degraded is None:
             self.reclaim()  # temp files of killed writers
         self.refresh()
         if self.degraded is None:
             self.compact()
 
-    def _degrade(self, e: BaseException, doing: str) -> None:
+    def degrade(self, e: BaseException, doing: str) -> None:
         """From now on keep new values in memory: the folder cannot take writes. Warns once."""
         if self.degraded is not None:
             return
@@ -422,7 +458,9 @@ class DiskStore:
 
     # -- format and journal ------------------------------------------------------------------
 
-    def _check_format(self) -> None:
+    def _check_format(self) -> bool:
+        """Raise StoreError for a folder this version must not use; True if the marker must
+        be (re)written."""
         marker = self.root / "FORMAT"
         want = f"hamilton_nb-store {STORE_FORMAT}\n"
         elsewhere = "use another folder (HAMILTON_NB_CACHE or `%hamilton cache dir PATH`)"
@@ -433,7 +471,7 @@ class DiskStore:
         except OSError:  # a folder, a link, a FIFO where the marker should be: damaged
             raw = b"\0"
         if raw == want.encode():
-            return
+            return False
         m = re.fullmatch(rb"\s*hamilton_nb-store[ \t]+(\d{1,9})\s*", raw or b"")
         if m is not None and int(m[1]) > STORE_FORMAT:
             raise StoreError(
@@ -457,12 +495,7 @@ class DiskStore:
             warnings.warn(f"hamilton_nb: repaired the damaged FORMAT marker of the cache folder "
                           f"{self.root} (its contents read as store format {STORE_FORMAT}).",
                           stacklevel=4)
-        try:  # missing, or damaged with readable contents, or whitespace off: (re)write it
-            self._atomic_write_bytes(marker, want.encode())
-        except OSError as e:
-            if not _trust.is_disk_error(e):
-                raise
-            self._degrade(e, "writing its FORMAT marker")
+        return True  # missing, or damaged with readable contents, or whitespace off
 
     def _readable_as_current(self) -> bool:
         """Whether the journals read as this format: the first line of some journal is a valid
@@ -497,7 +530,7 @@ class DiskStore:
                 except OSError as e:
                     if not _trust.is_disk_error(e):
                         raise
-                    self._degrade(e, "writing its journal")
+                    self.degrade(e, "writing its journal")
             self._index.apply(rec)
 
     def _write_line(self, line: bytes) -> None:
@@ -656,7 +689,14 @@ class DiskStore:
             fmt, inline, size = "inline", base64.b64encode(small).decode(), len(small)
             checksum = _trust.checksum_of(small, self.key)
         else:
-            written = self._write_value(value, data_version, fmt) if self.degraded is None else None
+            try:
+                written = (self._write_value(value, data_version, fmt)
+                           if self.degraded is None else None)
+            except LossyFormat as e:
+                warnings.warn(f"hamilton_nb: `{node}` is stored with joblib instead: {e}",
+                              stacklevel=3)
+                fmt = "joblib"
+                written = self._write_value(value, data_version, fmt)
             if written is None:  # the folder takes no writes: keep the value in memory
                 try:
                     data = pickle.dumps(value, protocol=5)
@@ -694,7 +734,7 @@ class DiskStore:
         except OSError as e:
             if not _trust.is_disk_error(e):
                 raise
-            self._degrade(e, "writing a value")
+            self.degrade(e, "writing a value")
             return None
         os.close(fd)
         try:
@@ -706,6 +746,7 @@ class DiskStore:
                         f"format='parquet' needs a DataFrame, got {type(value).__qualname__}"
                     )
                 value.to_parquet(tmp)
+                _check_round_trip(tmp, value, data_version)
                 checksum = _file_checksum(Path(tmp), self.key)
             else:
                 with open(tmp, "wb") as fh:
@@ -723,7 +764,7 @@ class DiskStore:
             if not _trust.is_disk_error(e):
                 raise StoreError(f"{type(value).__qualname__} cannot be stored as {fmt}: "
                                  f"{e}") from e
-            self._degrade(e, "writing a value")
+            self.degrade(e, "writing a value")
             return None
         except Exception as e:  # joblib/pyarrow raise many kinds for "cannot serialize"
             _unlink(tmp)

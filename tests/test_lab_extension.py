@@ -177,8 +177,12 @@ def test_comm_bridge_protocol(kernel: KernelDriver, tmp_path: Path) -> None:
         "comm_msg",
         {"comm_id": comm_id, "data": {"type": "clear_cell", "protocol": 1, "cell_id": "cell-a"}},
     )
-    msgs = kernel.comm_messages(comm_id)
-    assert msgs[-1]["type"] == "state", msgs
+    msgs = kernel.comm_messages(comm_id, n=3)  # the DagChanged push, the reply, the notice
+    state_msg = [m for m in msgs if m["type"] == "state"][-1]
+    [notice] = [m for m in msgs if m["type"] == "notice"]
+    # the badge no longer says "cached": the entry is gone
+    assert {n["name"]: n["status"] for n in state_msg["state"]["nodes"]}["raw"] == "cleared"
+    assert notice["type"] == "notice" and "Cleared 1 cache entry of `raw`" in notice["message"]
 
     # restore: always answered with the state (plus a message when there was nothing to restore).
     kernel.send("comm_msg", {"comm_id": comm_id, "data": {"type": "restore", "protocol": 1}})
@@ -197,6 +201,37 @@ def test_comm_bridge_protocol(kernel: KernelDriver, tmp_path: Path) -> None:
     late = _open(kernel, {"type": "hello", "protocol": 1})
     [closed] = kernel.comm_messages(late)
     assert closed["msg_type"] == "comm_close"  # what a kernel without hamilton_nb answers
+
+
+@pytest.mark.kernel
+def test_comm_bridge_sends_staleness_after_an_ordinary_cell(kernel: KernelDriver,
+                                                            tmp_path: Path) -> None:
+    """A constant edited in an ordinary cell: no hamilton_nb event, yet the front-end learns
+    at once (post_run_cell) which node is stale and why; the state after a run says it ended."""
+    kernel.execute(BRIDGE_SETUP.format(cache=str(tmp_path / "cache"))
+                   + "_hnb_test_session.namespace['K'] = 2\n"
+                   + "_hnb_test_session.register_cell("
+                   + "'def scaled(doubled: int) -> int:\\n    return doubled * K\\n', 'cell-c')\n")
+    comm_id = _open(kernel, {"type": "hello", "protocol": 1})
+    kernel.comm_messages(comm_id)
+    kernel.send("comm_msg", {"comm_id": comm_id, "data": {
+        "type": "run_cell", "protocol": 1, "cell_id": "cell-c"}})
+    msgs = kernel.comm_messages(comm_id, n=2)
+    assert msgs[-1]["state"]["running"] is False
+    kernel.comm_messages(comm_id, timeout=1, n=99)  # drain
+    def pushed_after(code: str) -> list[dict]:
+        seen = len(kernel.iopub)
+        kernel.execute(code)  # (collects the iopub messages that follow the cell)
+        return [m["content"]["data"] for m in kernel.iopub[seen:] + kernel.drain(1.0)
+                if m["msg_type"] == "comm_msg" and m["content"].get("comm_id") == comm_id]
+
+    [pushed] = pushed_after("_hnb_test_session.namespace['K'] = 3")  # an ordinary cell
+    nodes = {n["name"]: n for n in pushed["state"]["nodes"]}
+    assert nodes["scaled"]["status"] == "stale"
+    assert nodes["scaled"]["reason"] == "global `K` changed"
+    assert nodes["doubled"]["status"] == "computed"
+    assert [c["stale"] for c in pushed["state"]["cells"] if c["cell_id"] == "cell-c"] == [True]
+    assert pushed_after("x = 1") == []  # nothing changed: nothing sent
 
 
 @pytest.mark.kernel

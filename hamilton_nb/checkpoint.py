@@ -41,7 +41,7 @@ import pickle
 import re
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -199,34 +199,41 @@ def _decode_config(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return dict(manifest.get("config") or {})
 
 
-def _source_hashes(session: Session) -> dict[Any, str]:
-    return {code: fc.static for c in session.dag.cells.values() for code, fc in c.fcodes.items()}
-
-
 def _cell_signature(cell: Any) -> tuple[Any, ...]:
     """What the saved state records of a cell: its body, its functions' code, its nodes."""
     return (cell.body, tuple(sorted(fc.static for fc in cell.fcodes.values())),
             tuple(cell.nodes))
 
 
-def build_manifest(session: Session, name: str | None = None) -> dict[str, Any]:
-    """The session's state as a JSON-serializable dict (see module docstring)."""
+def build_manifest(
+    session: Session, name: str | None = None,
+    memo: dict[tuple[Any, ...], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The session's state as a JSON-serializable dict (see module docstring).
+
+    ``memo``: node records by what they are made of (node, cell, code, event): the last-state
+    record is rebuilt after every change, and only the changed nodes' records cost anything."""
     dag = session.dag
-    sources = _source_hashes(session)
     events = session.node_events
     store = None
     by_version: dict[tuple[str, str, str], Entry] | None = None
     nodes: dict[str, dict[str, Any]] = {}
-    for node_name in dag.order:
-        n = dag.nodes[node_name]
-        if n.user_defined:
+    is_input = dag.inputs
+    fresh: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for node_name, n in dag.nodes.items():  # JSON sorts the keys: no topological order needed
+        if node_name in is_input:
             continue
         fns = n.originating_functions or ()
-        src = "|".join(sources.get(getattr(inspect.unwrap(f), "__code__", None), "")
-                       for f in fns)
-        rec: dict[str, Any] = {"cell_id": dag.node_cell.get(node_name),
-                               "source": hashlib.sha256(src.encode()).hexdigest()[:32]}
+        statics = tuple(fc.static if (fc := dag.fcode(f)) is not None else "" for f in fns)
         ev = events.get(node_name)
+        mkey = (node_name, dag.node_cell.get(node_name), statics,
+                None if ev is None else (ev.status, ev.code_version, ev.data_version, ev.cache,
+                                         ev.at))
+        if memo is not None and mkey in memo:
+            nodes[node_name] = fresh[mkey] = memo[mkey]
+            continue
+        source = hashlib.sha256("|".join(statics).encode()).hexdigest()[:32]
+        rec: dict[str, Any] = {"cell_id": dag.node_cell.get(node_name), "source": source}
         if (ev is not None and ev.status in (Status.COMPUTED, Status.CACHED)
                 and ev.data_version and ev.code_version and ev.cache == CacheNote.STORED):
             if store is None:
@@ -241,7 +248,10 @@ def build_manifest(session: Session, name: str | None = None) -> dict[str, Any]:
             if entry is not None:
                 rec.update(key=entry.key, code_version=entry.code_version,
                            data_version=entry.data_version, at=ev.at)
-        nodes[node_name] = rec
+        nodes[node_name] = fresh[mkey] = rec
+    if memo is not None:
+        memo.clear()
+        memo.update(fresh)
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "name": name,
@@ -332,6 +342,9 @@ class Checkpoints:
         self._dirty = True
         self._saved_nodes: dict[str, tuple[Any, Any]] = {}  # node -> (code, data) version saved
         self._saved_cells: dict[str, tuple[Any, ...]] = {}  # cell -> _cell_signature saved
+        self._records: dict[tuple[Any, ...], dict[str, Any]] = {}  # build_manifest's memo
+        self._defer = 0  # > 0 inside deferred(): one save at its end instead of one per event
+        self._save_pending = False
         # The kernel's starting folder: a relative notebook name is resolved against it (a
         # later `%cd` does not change which notebook this is).
         self._cwd = os.getcwd()
@@ -384,9 +397,27 @@ class Checkpoints:
                 # Re-running a cell with the same code changes nothing the state records;
                 # rebuilding it would cost O(notebook) on every cell run (the hot path).
                 return
-            self.save_state()
+            self._request_save()
         elif isinstance(event, RunFinished) and self._dirty:
+            self._request_save()
+
+    def _request_save(self) -> None:
+        if self._defer:
+            self._save_pending = True
+        else:
             self.save_state()
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Coalesce the last-state saves of a block (a cell registers, then runs) into one."""
+        self._defer += 1
+        try:
+            yield
+        finally:
+            self._defer -= 1
+            if not self._defer and self._save_pending:
+                self._save_pending = False
+                self.save_state()
 
     def _cell_unchanged(self, cell_id: str) -> bool:
         cell = self.session.dag.cells.get(cell_id)
@@ -402,7 +433,7 @@ class Checkpoints:
         if getattr(s.store, "degraded", None):
             return  # the folder takes no writes: the store has already said so, once
         try:
-            manifest = build_manifest(s)
+            manifest = build_manifest(s, memo=self._records)
             manifest.pop("created")
             text = json.dumps(manifest, sort_keys=True)
             path = self._state_path()

@@ -73,7 +73,7 @@ class CellDef:
         notebook cell uuid, means nothing to them); a ``--name`` is shown as given."""
         names = list(self.nodes) or list(self.functions)
         named = "" if self.cell_id.startswith("cell-") or self.jupyter_id == self.cell_id \
-            or self.jupyter_id is None and len(self.cell_id) >= 32 else f" `{self.cell_id}`"
+            or (self.jupyter_id is None and len(self.cell_id) >= 32) else f" `{self.cell_id}`"
         if not names:
             first = next((ln.strip() for ln in self.body.splitlines() if ln.strip()), "")
             return f"the cell{named} starting `{first[:40]}`"
@@ -253,26 +253,32 @@ def _resolve_cell(cell_id, body, filename, tree, user_ns, config, prior, targets
 def resolve_cell_nodes(cell: CellDef, config: Mapping[str, Any]) -> dict[str, h_node.Node]:
     """Hamilton's decorator resolution for every function of the cell."""
     nodes: dict[str, h_node.Node] = {}
-    for fname, fn in cell.functions.items():
-        _check_signature(fname, fn)
-        try:
-            with _quiet_hamilton():
-                resolved = fm_base.resolve_nodes(fn, dict(config))
-        except Exception as e:  # Hamilton raises plain exceptions for decorator misuse
-            hint = (
-                " Every node function needs type hints on its parameters and its return value; "
-                "prefix a helper's name with `_` (or mark it `@hamilton_exclude`) to keep it "
-                "out of the DAG." if "type hint" in str(e) else ""
-            )
-            raise CellError(f"Hamilton cannot turn `{fname}` into nodes: {e}{hint}") from None
-        _check_node_function(fname, fn, resolved)
-        for n in resolved:
-            if n.name in config:  # Hamilton's rule: config values override nodes
-                continue
-            if n.name in nodes:
-                raise CellError(f"Node `{n.name}` is defined twice in this cell.")
-            nodes[n.name] = n
+    with _quiet_hamilton():
+        for fname, fn in cell.functions.items():
+            _resolve_function(fname, fn, config, nodes)
     return nodes
+
+
+def _resolve_function(
+    fname: str, fn: Any, config: Mapping[str, Any], nodes: dict[str, h_node.Node]
+) -> None:
+    _check_signature(fname, fn)
+    try:
+        resolved = fm_base.resolve_nodes(fn, dict(config))
+    except Exception as e:  # Hamilton raises plain exceptions for decorator misuse
+        hint = (
+            " Every node function needs type hints on its parameters and its return value; "
+            "prefix a helper's name with `_` (or mark it `@hamilton_exclude`) to keep it "
+            "out of the DAG." if "type hint" in str(e) else ""
+        )
+        raise CellError(f"Hamilton cannot turn `{fname}` into nodes: {e}{hint}") from None
+    _check_node_function(fname, fn, resolved)
+    for n in resolved:
+        if n.name in config:  # Hamilton's rule: config values override nodes
+            continue
+        if n.name in nodes:
+            raise CellError(f"Node `{n.name}` is defined twice in this cell.")
+        nodes[n.name] = n
 
 
 def _check_node_function(fname: str, fn: Any, resolved: Iterable[h_node.Node]) -> None:

@@ -11,16 +11,28 @@ import re
 import shlex
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
 
-from .graph import CellError
 from .report import DagView, interrupt_note, run_report, user_traceback
-from .session import RunFailed, Session, SessionError
+
+if TYPE_CHECKING:
+    from .session import Session
+
+# The session module (and through it Hamilton and pandas) is imported when the first magic
+# runs, not by `%load_ext`: see _user_errors and HamiltonMagics.session.
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean a user mistake (shown as a UsageError, without traceback)."""
+    from .graph import CellError
+    from .session import SessionError
+
+    return CellError, SessionError
 
 HELP = """\
 %%hamilton [options]      register the cell's Hamilton functions in the live DAG and compute them
@@ -139,10 +151,29 @@ _EVICT.add_argument("--older-than", default=None)
 class HamiltonMagics(Magics):
     """``%%hamilton`` and ``%hamilton``."""
 
-    def __init__(self, shell: Any, session: Session) -> None:
+    def __init__(self, shell: Any, session: Callable[[], Session],
+                 existing: Callable[[], Session | None]) -> None:
         super().__init__(shell)
-        self.session = session
+        self._session = session
+        self.existing = existing  # the session if one was created (never creates one)
+        self.bridge: Any = None  # the lab comm bridge, in a kernel (started with the session)
         self.cell_id: str | None = None  # set by the pre_run_cell callback
+
+    @property
+    def session(self) -> Session:
+        """The session, created on first use (so `%load_ext` stays cheap)."""
+        s = self._session()
+        if self.bridge is None:
+            self.start_bridge(s)
+        return s
+
+    def start_bridge(self, session: Session) -> None:
+        """In a Jupyter kernel, start serving the lab extension for ``session`` (once)."""
+        if self.bridge is None and getattr(self.shell, "kernel", None) is not None:
+            from .comm import CommBridge
+
+            self.bridge = CommBridge(session)
+            self.bridge.start()
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -169,6 +200,8 @@ class HamiltonMagics(Magics):
 
     def _panel(self) -> Any:
         """The session's widget panel when the front-end can render widgets, else None."""
+        if getattr(self.shell, "kernel", None) is None:
+            return None  # no front-end (terminal IPython): do not even import ipywidgets
         from . import widget
 
         return widget.panel_for(self.session) if widget.available(self.shell) else None
@@ -181,6 +214,7 @@ class HamiltonMagics(Magics):
         # A failing node's traceback starts at the user's cell, not in this glue (IPython
         # honours __tracebackhide__).
         __tracebackhide__ = True
+        SessionError = _user_errors()[1]
         # With widgets the panel shows itself when the run starts, so the run is watched live.
         panel = None if quiet else self._panel()
         try:
@@ -214,8 +248,15 @@ class HamiltonMagics(Magics):
     @line_cell_magic
     def hamilton(self, line: str, cell: str | None = None) -> Any:
         # The docstring is HELP (set below), so `%hamilton?` shows the whole reference.
+        __tracebackhide__ = True  # a node's traceback starts at the user's code
         if cell is None:
             return self._line(line)
+        # A cell registers and then runs: its last-state record is written once, at the end.
+        with self.session.checkpoints.deferred():
+            return self._cell_magic(line, cell)
+
+    def _cell_magic(self, line: str, cell: str) -> Any:
+        __tracebackhide__ = True
         args = _CELL.parse_args(self._split(line))
         # Every option is checked before anything changes: a bad option leaves DAG, config and
         # namespace as they were.
@@ -229,7 +270,7 @@ class HamiltonMagics(Magics):
                 self.session.set_config(config)
             celldef = self.session.register_cell(cell, args.name or self.cell_id, self.cell_id,
                                                  require=wanted, overrides=list(overrides))
-        except (CellError, SessionError) as e:
+        except _user_errors() as e:
             if config is not None and self.session.dag.config != old_config:
                 self.session.set_config(old_config)
             raise UsageError(str(e)) from None
@@ -249,12 +290,16 @@ class HamiltonMagics(Magics):
             print(HELP)
             return None
         cmd, rest = words[0], words[1:]
+        if cmd == "config" and rest and _SETTING.match(rest[0]) is None:
+            # A dict expression is Python, not shell words: splitting it strips the quotes of
+            # its strings (`{"k": ["a", "b"]}` became `{"k": ["a", b ]}`). Keep it verbatim.
+            rest = [line.strip()[len(cmd):].strip()]
         handler = getattr(self, f"_cmd_{cmd}", None)
         if handler is None:
             raise UsageError(f"Unknown subcommand {cmd!r}. `%hamilton help` lists them.")
         try:
             return handler(rest)
-        except (SessionError, CellError) as e:
+        except _user_errors() as e:
             raise UsageError(str(e)) from None
 
     def _cmd_run(self, rest: list[str]) -> None:
@@ -383,7 +428,7 @@ class HamiltonMagics(Magics):
         elif args:
             try:
                 s.set_cache_key(args[0])
-            except SessionError as e:
+            except _user_errors() as e:
                 raise UsageError(str(e)) from None
         on = s.cache_key is not None
         print("hamilton_nb: the cache index is " + (
@@ -452,33 +497,41 @@ def dag_text(session: Session) -> str:
     return "\n".join(lines)
 
 
-_registered: dict[int, tuple[HamiltonMagics, Any, Any, Any]] = {}
+_registered: dict[int, tuple[HamiltonMagics, Any, Any]] = {}
 
 
-def load(shell: Any, session: Session) -> None:
-    """Register magics and the cell callbacks (once per shell)."""
+def load(shell: Any, session: Callable[[], Session],
+         existing: Callable[[], Session | None]) -> None:
+    """Register magics and the cell callbacks (once per shell).
+
+    ``session()`` returns the session, creating it on first use; ``existing()`` returns it only
+    if it was created. Nothing here creates it: Hamilton, pandas and the store are loaded by the
+    first magic that needs them, and in a kernel the lab bridge starts then (or after the first
+    cell in which user code created the session), so `%load_ext` costs little.
+    """
     if id(shell) in _registered:
         unload(shell)
-    magics = HamiltonMagics(shell, session)
+    magics = HamiltonMagics(shell, session, existing)
     shell.register_magics(magics)
 
     def pre_run_cell(info: Any) -> None:
         magics.cell_id = getattr(info, "cell_id", None)
 
     def post_run_cell(result: Any) -> None:
+        s = magics.existing()
+        if s is None:
+            return
+        magics.start_bridge(s)
         # A bound value whose file failed its background checksum is dropped, with a warning,
         # and recomputed as soon as the kernel is between cells.
-        session.settle()
+        s.settle()
 
     shell.events.register("pre_run_cell", pre_run_cell)
     shell.events.register("post_run_cell", post_run_cell)
-    bridge = None
-    if getattr(shell, "kernel", None) is not None:  # a Jupyter kernel: talk to the lab extension
-        from .comm import CommBridge
-
-        bridge = CommBridge(session)
-        bridge.start()
-    _registered[id(shell)] = (magics, pre_run_cell, post_run_cell, bridge)
+    existing_session = existing()
+    if existing_session is not None:  # %reload_ext: the live session is served at once
+        magics.start_bridge(existing_session)
+    _registered[id(shell)] = (magics, pre_run_cell, post_run_cell)
 
 
 def unload(shell: Any) -> None:
@@ -486,18 +539,22 @@ def unload(shell: Any) -> None:
     entry = _registered.pop(id(shell), None)
     if entry is None:
         return
-    magics, pre_run_cell, post_run_cell, bridge = entry
-    if bridge is not None:
-        bridge.stop()
+    magics, pre_run_cell, post_run_cell = entry
+    if magics.bridge is not None:
+        magics.bridge.stop()
+        magics.bridge = None
     shell.events.unregister("pre_run_cell", pre_run_cell)
     shell.events.unregister("post_run_cell", post_run_cell)
     for kind in ("line", "cell"):
         shell.magics_manager.magics[kind].pop("hamilton", None)
+    session = magics.existing()
+    if session is None:  # never used: nothing was opened
+        return
     widget = sys.modules.get(f"{__package__}.widget")  # only if a panel may exist
     if widget is not None:
-        widget.forget(magics.session)  # its subscription to the session goes too
-    magics.session.shutdown_engine()  # pools and clusters it started; a given client stays
-    magics.session.close()
+        widget.forget(session)  # its subscription to the session goes too
+    session.shutdown_engine()  # pools and clusters it started; a given client stays
+    session.close()
 
 
-__all__ = ["HELP", "HamiltonMagics", "RunFailed", "dag_text", "load", "unload"]
+__all__ = ["HELP", "HamiltonMagics", "dag_text", "load", "unload"]

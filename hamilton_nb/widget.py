@@ -350,7 +350,7 @@ class _RowView:
         self.recompute = button("recompute", "↻", f"clear {node}'s cache entry and compute it "
                                 "again")
         self.clear = button("clear", "✕", f"delete {node}'s cache entries")
-        self.preview = button("preview", "👁", f"show the value of {node}")
+        self.preview = button("preview", "⊙", f"show the value of {node}")
         # The panel is held weakly so a row never keeps a closed panel alive.
         ref = weakref.ref(panel)
         self.recompute.on_click(lambda _b: _call(ref, "recompute", node))
@@ -765,13 +765,16 @@ class Panel(W.VBox):
         data = self._repr_mimebundle_()
         self._handle.update(data, raw=True)
 
-    def static_bundle(self, last_run_only: bool = False) -> dict[str, Any]:
+    def static_bundle(self, last_run_only: bool = False, state: bool = False) -> dict[str, Any]:
+        """The rows as text and HTML; with ``state``, also the DAG state in the extension's
+        MIME type (the lab extension draws it where the widget model is gone)."""
         rows = list(self.rows.values())
         if last_run_only and any(r.in_last_run for r in rows):
             rows = [r for r in rows if r.in_last_run]
-        return {"text/plain": self.to_text(rows), "text/html": self.to_html(rows),
-                **{k: v for k, v in self.graph_bundle({r.node: r for r in rows}).items()
-                   if k == DAG_MIME}}
+        data: dict[str, Any] = {"text/plain": self.to_text(rows), "text/html": self.to_html(rows)}
+        if state:
+            data[DAG_MIME] = self.graph_bundle({r.node: r for r in rows})[DAG_MIME]
+        return data
 
     def to_text(self, shown: list[Row] | None = None) -> str:
         shown = list(self.rows.values()) if shown is None else shown
@@ -804,7 +807,7 @@ class Panel(W.VBox):
         # HTML for front-ends that cannot render widgets (nbconvert drops the view when no
         # widget state was saved and falls back to text/html; a terminal shows text/plain).
         data = super()._repr_mimebundle_(**kwargs) or {}
-        data.update(self.static_bundle())
+        data.update(self.static_bundle(state=True))
         return data
 
     def __repr__(self) -> str:

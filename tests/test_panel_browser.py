@@ -47,7 +47,8 @@ def test_panel_shows_statuses_and_recompute_updates_the_row(lab: Lab, browser: A
             row = _row(page, node)
             assert row.locator(f".hnbw-status-{status}").count() == 1, (node, status)
             assert row.locator(".hnbw-c-node").text_content() == node
-        assert "cell-b" in _row(page, "features").locator(".hnbw-c-cell").text_content()
+        # the cell is named as users know it (its first node), not by its id
+        assert _row(page, "features").locator(".hnbw-c-cell").text_content() == "features"
         summary = panel.locator(".hnbw-summary").text_content()
         assert summary.startswith("3 nodes: 2 cached, 1 computed"), summary
         shot(page, "widget-panel")
@@ -64,12 +65,13 @@ def test_panel_shows_statuses_and_recompute_updates_the_row(lab: Lab, browser: A
         panel.locator(".hnbw-preview pre", has_text="42").wait_for(timeout=10_000)
         shot(page, "widget-panel-after-recompute")
 
-        # The graph tab: an SVG layered by depth, coloured by status.
+        # The graph tab: drawn by the lab extension's renderer (the same layout as the side
+        # panel), coloured by status.
         panel.locator(".lm-TabBar-tab", has_text="graph").click()
-        graph = panel.locator(".hnbw-graph svg")
+        graph = panel.locator(".hnbw-graph svg.hnb-dag")
         graph.wait_for(timeout=10_000)
-        assert graph.locator("g.hnbw-gnode-computed[data-node='clean']").count() == 1
-        assert graph.locator("path.hnbw-edge").count() == 2
+        assert graph.locator("g.hnb-node[data-node='clean'][data-status='computed']").count() == 1
+        assert graph.locator("path.hnb-edge").count() == 2
         shot(page, "widget-panel-graph")
         assert not [e for e in errors if "widget" in e.lower() or "hnbw" in e.lower()], errors
     except Exception:

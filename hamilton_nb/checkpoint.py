@@ -50,10 +50,10 @@ import pandas as pd
 
 from . import _trust
 from ._files import atomic_write
+from .errors import SessionError
 from .events import CacheNote, DagChanged, Event, NodeEvent, RunFinished, Status
 from .graph import CellError, prepare_cell
 from .runner import Lazy, Runner, RunOutcome
-from .session import SessionError
 
 if TYPE_CHECKING:
     from .session import Session

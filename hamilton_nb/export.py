@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._files import atomic_write
-from .session import SessionError
+from .errors import SessionError
 
 if TYPE_CHECKING:
     from .session import Session
@@ -239,7 +239,16 @@ def export_module(session: Session, path: str | os.PathLike[str]) -> ExportResul
         raise SessionError(f"Export to a .py file, e.g. `%hamilton export {path.stem}.py`.")
     text, nodes, problems = module_source(session)
     compile(text, str(path), "exec")  # a bug here must not leave a broken module behind
-    atomic_write(path, text.encode("utf-8"))
+    if path.is_dir():
+        raise SessionError(f"{path} is a folder: export to a file, e.g. "
+                           f"`%hamilton export {path / 'pipeline.py'}`.")
+    try:
+        atomic_write(path, text.encode("utf-8"))  # nothing is left behind if this fails
+    except OSError as e:
+        raise SessionError(
+            f"Cannot write {path}: {e.strerror or e}. Export to a path in an existing folder you "
+            f"can write, e.g. `%hamilton export pipeline.py`."
+        ) from None
     return ExportResult(path.absolute(), nodes, problems)
 
 

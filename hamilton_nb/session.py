@@ -15,7 +15,10 @@ from typing import Any
 
 import pandas as pd
 
+from .checkpoint import Checkpoints
+from .errors import SessionError
 from .events import CacheNote, DagChanged, Event, NodeEvent, RunFinished, Status
+from .export import export_module
 from .graph import CellDef, CellError, LiveDag, prepare_cell
 from .runner import (
     BEHAVIORS,
@@ -33,10 +36,6 @@ from .versions import CodeVersioner
 
 DEFAULT_CACHE_DIRNAME = ".hamilton_nb_cache"
 ON_CHANGE = ("flag", "refresh")
-
-
-class SessionError(Exception):
-    """A request the session cannot carry out; the message says what to do instead."""
 
 
 class RunFailed(Exception):
@@ -92,8 +91,6 @@ class Session:
         self.last_inputs: dict[str, Any] = {}  # explicit inputs of the last run that had any
         self._anon = 0
         self.engine: Any = None  # engines.Engine where misses run (None: in the kernel)
-        from .checkpoint import Checkpoints  # imports this module: import it late
-
         # Saves the "last state" after each DAG change and run (checkpoint.py).
         self.checkpoints = Checkpoints(self)
 
@@ -769,8 +766,6 @@ class Session:
 
     def export(self, path: str | os.PathLike[str]) -> Any:
         """Write the live DAG as a module a plain Hamilton driver runs (see export.py)."""
-        from .export import export_module
-
         return export_module(self, path)
 
     # -- front-end state -----------------------------------------------------------------------
@@ -904,14 +899,14 @@ def _dep_dv(session: Session, node: str, dep: str) -> str | None:
 
 
 _EVENT_COLUMNS = ["node", "status", "reason", "cell_id", "duration", "saved", "size", "cache",
-                  "error"]
+                  "error", "where"]
 
 
 def _events_frame(events: list[NodeEvent]) -> pd.DataFrame:
     rows = [
         {"node": e.node, "status": e.status.value, "reason": e.reason, "cell_id": e.cell_id,
          "duration": e.duration, "saved": e.saved, "size": e.size, "cache": e.cache.value,
-         "error": e.error}
+         "error": e.error, "where": e.where}
         for e in events
     ]
     return pd.DataFrame(rows, columns=_EVENT_COLUMNS)

@@ -577,7 +577,9 @@ class Session:
         stale = self.stale_bound()
         if not stale:
             return None
-        names = ", ".join(f"`{n}`" for n in stale)
+        # One line even for hundreds of names: the first few, then how many more.
+        names = ", ".join(f"`{n}`" for n in stale[:8]) + (
+            f" and {len(stale) - 8} more" if len(stale) > 8 else "")
         if (mode or self.on_change) == "refresh":
             result = self.run_stale(stale)
             if result.outcome is not None and not result.outcome.ok:

@@ -97,6 +97,7 @@ import sys, types
 import hamilton_nb
 hnb_calls = types.ModuleType("hnb_calls")
 hnb_calls.log = []
+hnb_calls.__hamilton_nb_version__ = "call log"  # logging a call changes no key (conftest.calls)
 sys.modules["hnb_calls"] = hnb_calls
 """
 

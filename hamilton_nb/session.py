@@ -36,6 +36,7 @@ from .versions import CodeVersioner
 
 DEFAULT_CACHE_DIRNAME = ".hamilton_nb_cache"
 ON_CHANGE = ("flag", "refresh")
+VERIFY_NOW_BYTES = 1 << 20  # bound values up to this size are checksummed before binding
 
 
 class RunFailed(Exception):
@@ -469,11 +470,13 @@ class Session:
             dv = versions.get(name)
             if isinstance(value, Lazy):
                 dv = value.data_version
+                entry = value.entry
+                # A small file is verified at once (cheap); a large one in the background.
+                checked = entry is None or entry.size <= VERIFY_NOW_BYTES
                 try:
-                    value, checked = value.load(verify=False), False
+                    value = value.load(verify=checked)
                 except RetryRun:  # unreadable (and now dropped): compute it again
                     value, checked = self.run([name], self.last_inputs)[name], True
-                entry = outcome.values[name].entry
                 if not checked and entry is not None:
                     unverified.append((name, entry))
             self._unbind(name)
@@ -866,6 +869,12 @@ class _Verifier:
         self._lock = threading.Lock()
 
     def start(self, store: Store, items: list[tuple[str, Entry]]) -> None:
+        # Files this process wrote or already checked need no thread (starting one costs more
+        # than memory-mapping a value).
+        items = [(name, e) for name, e in items if not store.already_verified(e)]
+        if not items:
+            return
+
         def work() -> None:
             for name, entry in items:
                 try:

@@ -359,7 +359,7 @@ def test_restored_value_whose_file_is_damaged_is_recomputed_with_a_warning(tmp_p
     p = _nb_session(cache, str(tmp_path / "d.ipynb"))
     p.exec("import numpy as np")
     p.cell("def big() -> np.ndarray:\n    hnb_calls.log.append('big')\n"
-           "    return np.arange(50000)\n", "big")
+           "    return np.arange(300_000)\n", "big")  # > 1 MiB: verified in the background
     p.run("big")
     entry = p.s.store.latest("big")
     path = p.s.store.value_path(entry.data_version, entry.fmt)
@@ -375,6 +375,6 @@ def test_restored_value_whose_file_is_damaged_is_recomputed_with_a_warning(tmp_p
         p2.s.restore()
         assert p2.s.settle(wait=True) == ["big"]
     assert any("damaged" in str(x.message) and "`big`" in str(x.message) for x in w)
-    assert np.array_equal(p2.ns["big"], np.arange(50000))
+    assert np.array_equal(p2.ns["big"], np.arange(300_000))
     assert calls == ["big", "big"]
     p2.s.close()

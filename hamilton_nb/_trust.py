@@ -138,7 +138,7 @@ def parse_entry(d: Any) -> dict[str, Any]:
     if not isinstance(d.get("parts", {}), dict):
         raise BadRecord("`parts` is not an object")
     inline = d.get("inline")
-    if (fmt == "inline") != isinstance(inline, str):
+    if not (isinstance(inline, str) if fmt == "inline" else inline is None):
         raise BadRecord("`inline` does not match the format")
     checksum = d.get("checksum")
     if not isinstance(checksum, str) or not CHECKSUM.match(checksum):

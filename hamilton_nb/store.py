@@ -137,6 +137,11 @@ class Store(Protocol):
         """Whether the stored value still matches the checksum its entry recorded."""
         ...
 
+    def already_verified(self, entry: Entry) -> bool:
+        """Whether :meth:`verify` would succeed without reading the whole value: this process
+        wrote or fully checked the file and it is still the same file. Cheap (no full read)."""
+        ...
+
     def entries(self) -> list[Entry]: ...
 
     def latest(self, node: str) -> Entry | None: ...
@@ -356,6 +361,9 @@ class MemoryStore:
 
     def verify(self, entry: Entry) -> bool:
         return entry.data_version in self._values  # kept in this process: cannot be damaged
+
+    def already_verified(self, entry: Entry) -> bool:
+        return self.verify(entry)
 
     def load(self, entry: Entry, verify: bool = True) -> Any:
         data = self._values.get(entry.data_version)
@@ -773,6 +781,15 @@ class DiskStore:
             _unlink(tmp)
             raise
         return path.stat().st_size, checksum
+
+    def already_verified(self, entry: Entry) -> bool:
+        if entry.fmt not in _trust.FILE_FORMATS or entry.checksum is None:
+            return False  # memory and inline values are checked by verify() itself: cheap
+        try:
+            path = self._confined_path(entry)
+            return self._verified.get(path.name) == (_file_identity(path), entry.checksum)
+        except (OSError, CorruptEntry):
+            return False
 
     def verify(self, entry: Entry) -> bool:
         if entry.fmt == "memory":

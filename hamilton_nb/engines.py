@@ -31,6 +31,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import importlib
 import os
 import socket
 import threading
@@ -118,7 +119,13 @@ class _SpawnProcessExecutor(h_executors.MultiProcessingExecutor):
 
     def create_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         import multiprocessing
+        import sys
 
+        main = sys.modules.get("__main__")
+        if main is not None and not hasattr(main, "__spec__"):
+            # IPython's stand-in __main__ (a plain InteractiveShell) has no __spec__, which
+            # spawn reads; None is what a script run as `python file.py` has.
+            main.__spec__ = None
         return concurrent.futures.ProcessPoolExecutor(
             max_workers=self.max_tasks, mp_context=multiprocessing.get_context("spawn"))
 
@@ -130,6 +137,11 @@ class ProcessesEngine(Engine):
         super().__init__()
         self.max_workers = max_workers or os.cpu_count() or 2
         self._executor: _SpawnProcessExecutor | None = None
+        # Start the workers now, in the background: spawning and importing take seconds that
+        # the first run would otherwise wait for.
+        pool = self.task_executor().pool
+        for _ in range(self.max_workers):
+            pool.submit(os.getpid)
 
     def describe(self) -> str:
         return f"processes ({self.max_workers} local worker processes)"
@@ -190,6 +202,11 @@ class DaskEngine(Engine):
         self.client = client
         self.address = getattr(client.scheduler, "address", address)
         self._executor = _DaskExecutor(client=client)
+        # Import hamilton_nb on every worker now, in the background (seconds per worker that
+        # the first run would otherwise wait for). Held so dask does not drop them.
+        self._warm = [client.submit(importlib.import_module, "hamilton_nb.engines", pure=False,
+                                    workers=[w], allow_other_workers=False)
+                      for w in client.scheduler_info().get("workers", {})]
 
     def describe(self) -> str:
         try:
@@ -205,7 +222,8 @@ class DaskEngine(Engine):
         key = str(root)
         if key not in self._reach:
             with _probe_file(root) as path:
-                self._reach[key] = bool(self.client.submit(_probe, path, pure=False)
+                # os.path.exists itself: nothing to import on the worker, so the answer is quick.
+                self._reach[key] = bool(self.client.submit(os.path.exists, path, pure=False)
                                         .result(timeout=60))
         return self._reach[key]
 
@@ -973,6 +991,10 @@ def execute_tasks(runner: Any, engine: Engine, outputs: list[str], inputs: Mappi
     """
     from hamilton.driver import TaskBasedGraphExecutor
 
+    # A node inside a Parallelizable block has one value per item, not one value: it cannot be
+    # an output (a cell that defines it still computes it, for its Collect).
+    per_item = per_item_nodes(runner.dag.nodes)
+    outputs = [o for o in outputs if o not in per_item]
     caching = _CachingExecutor(runner, engine, hits)
     executor = TaskBasedGraphExecutor(_Manager(caching), h_grouping.GroupByRepeatableBlocks(),
                                       LifecycleAdapterSet())
@@ -992,6 +1014,20 @@ def execute_tasks(runner: Any, engine: Engine, outputs: list[str], inputs: Mappi
             v = [x.value for x in v]
         values[o] = v
     return values
+
+
+def per_item_nodes(nodes: Mapping[str, Any]) -> set[str]:
+    """Nodes between a ``Parallelizable`` and its ``Collect`` (run once per item)."""
+    inside: set[str] = set()
+    todo = [d for n in nodes.values() if n.node_role == h_node.NodeType.EXPAND
+            for d in n.depended_on_by]
+    while todo:
+        n = todo.pop()
+        if n.name in inside or n.node_role == h_node.NodeType.COLLECT:
+            continue
+        inside.add(n.name)
+        todo.extend(n.depended_on_by)
+    return inside
 
 
 def has_parallel(nodes: Mapping[str, Any], order: list[str]) -> bool:

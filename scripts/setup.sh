@@ -30,5 +30,5 @@ fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-echo "==> installing hamilton_nb with its test extras (builds the JupyterLab extension)"
-python -m pip install -q -e ".[test]"
+echo "==> installing hamilton_nb with its test, dask and ray extras (builds the JupyterLab extension)"
+python -m pip install -q -e ".[test,dask,ray]"

@@ -45,6 +45,7 @@ from .versions import (
     Unhashable,
     fingerprint,
     hash_strings,
+    nondeterministic_reads,
 )
 from .versions import _code_info as code_info  # what a code object reads (memoized)
 from .versions import relevant_config as _relevant_config
@@ -648,7 +649,25 @@ class Runner:
             return CacheNote.UNPICKLABLE, None, dv
         self.stored[name] = entry
         self.sizes[name] = entry.size
+        if beh == "default":  # marked recompute: the user already said so
+            self._warn_nondeterministic(n, name)
         return CacheNote.STORED, entry.size, dv
+
+    def _warn_nondeterministic(self, n: Node, name: str) -> None:
+        """Once per node and session: its body reads the clock or unseeded randomness, so the
+        cached value is one draw that later runs reuse."""
+        tag = f"nondeterministic:{name}"
+        if tag in self.settings.warned:
+            return
+        reads = sorted({r for fn in (n.originating_functions or ())
+                        for r in nondeterministic_reads(fn)})
+        if reads:
+            self.settings.warned.add(tag)
+            warnings.warn(
+                f"hamilton_nb: `{name}` reads {' and '.join(reads)}; its cached value is reused "
+                f"by later runs. If it must run every time, mark it "
+                f"`@cache(behavior=\"recompute\")`.", stacklevel=3,
+            )
 
     def explain_miss(self, n: Node, key: str | None, parts: dict[str, Any], beh: str) -> str:
         """One sentence: why ``n`` must compute now."""

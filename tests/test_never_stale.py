@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -660,3 +661,28 @@ def test_parquet_that_round_trips_is_still_stored_as_parquet(ps, calls):
     ps.run("x")
     [entry] = [e for e in ps.s.store.entries() if e.node == "x"]
     assert entry.fmt == "parquet"
+
+
+@pytest.mark.parametrize("body", [
+    "import time\n\ndef y() -> float:\n    return time.time()\n",
+    "import datetime\n\ndef y() -> str:\n    return str(datetime.datetime.now())\n",
+    "import random\n\ndef y() -> float:\n    return random.random()\n",
+    "import numpy as np\n\ndef y() -> float:\n    return float(np.random.rand())\n",
+], ids=["time", "now", "random", "np_random"])
+def test_node_reading_clock_or_unseeded_randomness_warns_once_with_the_fix(ps, body):
+    ps.cell(body)
+    with pytest.warns(UserWarning, match='behavior="recompute"'):
+        ps.run("y")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ps.run("y")  # cached: no second warning
+
+
+def test_seeded_randomness_and_recompute_nodes_do_not_warn(ps):
+    ps.exec("from hamilton.function_modifiers import cache")
+    ps.cell("import numpy as np\n\ndef y() -> float:\n"
+            "    return float(np.random.default_rng(0).random())\n\n"
+            "@cache(behavior='recompute')\ndef z() -> float:\n    return float(np.random.rand())\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ps.run("y", "z")

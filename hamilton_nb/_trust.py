@@ -135,8 +135,15 @@ def parse_entry(d: Any) -> dict[str, Any]:
     for name in ("compute_time", "created", "last_used"):
         if not _number(d.get(name)):
             raise BadRecord(f"`{name}` is not a number")
-    if not isinstance(d.get("parts", {}), dict):
-        raise BadRecord("`parts` is not an object")
+    parts = d.get("parts", {})
+    # What the key was made of is read back by `why` and restore: its shape is checked too.
+    code = parts.get("code", {}) if isinstance(parts, dict) else None
+    if (not isinstance(parts, dict) or not isinstance(code, dict)
+            or not all(isinstance(v, dict) or (k == "error" and isinstance(v, str))
+                       for k, v in code.items())
+            or not isinstance(parts.get("deps", {}), dict)
+            or not isinstance(parts.get("volatile", False), bool)):
+        raise BadRecord("`parts` is not the parts of a key")
     inline = d.get("inline")
     if not (isinstance(inline, str) if fmt == "inline" else inline is None):
         raise BadRecord("`inline` does not match the format")

@@ -294,6 +294,8 @@ BAD_LINES = {
     "created_null": _entry_with("created", None),
     "last_used_nan": _entry_with("last_used", float("nan")),
     "parts_string": _entry_with("parts", "x"),
+    "parts_deps_string": _entry_with("parts", {"deps": "x", "code": {}}),
+    "parts_code_of_strings": _entry_with("parts", {"code": {"total": "x"}}),
     "inline_number": _entry_with("inline", 5),
     "checksum_missing": _entry_with("checksum", None),
     "checksum_garbage": _entry_with("checksum", "zz"),
@@ -915,6 +917,21 @@ RESET_STATES = {
                     "%hamilton run a"],
     "after_cache_clear": ["%%hamilton\ndef a() -> int:\n    return 1\n", "%hamilton cache clear"],
 }
+
+
+def test_null_journal_line_leaves_every_cell_working_in_the_notebook(nb, calls):
+    nb.run("import numpy as np\nimport hnb_calls")
+    nb.cell(CHAIN, cell_id="c1")
+    nb.session.close()
+    j = journals(nb.session.cache_dir)[0]
+    j.write_text("null\n" + j.read_text())
+    calls.clear()
+    with ours() as w:
+        nb.cell(CHAIN, cell_id="c1")
+        nb.cell("def double(total: int) -> int:\n    return 2 * total\n", cell_id="c2")
+    assert nb.value("double") == 2 * TOTAL and nb.value("total") == TOTAL
+    assert calls == []
+    assert len(w) == 1 and str(j) in w[0]
 
 
 @pytest.mark.parametrize("state", list(RESET_STATES))

@@ -479,7 +479,7 @@ def _reclaimed_note(s: Session) -> str:
     files, size = getattr(s.store, "last_reclaimed", (0, 0))
     if not files:
         return ""
-    return f" Reclaimed {files} leftover temp file(s) of killed writers ({size / 2**20:.1f} MB)."
+    return f" Reclaimed {files} leftover file(s) of killed writers ({size / 2**20:.1f} MB)."
 
 
 def dag_text(session: Session) -> str:

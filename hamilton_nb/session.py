@@ -689,7 +689,7 @@ class Session:
         """Delete temp files of killed writers in the cache folder; returns (files, bytes).
         ``clear`` and ``evict`` do this too (the magics report it)."""
         reclaim = getattr(self.store, "reclaim", None)
-        return reclaim() if reclaim is not None else (0, 0)
+        return reclaim(orphans=True) if reclaim is not None else (0, 0)
 
     def clear_cell(self, cell_id: str) -> int:
         """Delete the cache entries of the nodes a cell defines."""

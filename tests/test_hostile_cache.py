@@ -700,11 +700,48 @@ def test_cache_clear_and_evict_reclaim_leftovers_and_say_so(nb, capsys, command)
     beside = cache / "checkpoints" / f".tmp-{_host()}-{_dead_pid()}-killed02"
     beside.parent.mkdir(exist_ok=True)
     beside.write_bytes(b"{")
+    # renamed into place, then killed before its journal line: no entry refers to it
+    orphan = cache / "values" / "ab" / ("ab" + "0" * 30 + ".joblib")
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"\0" * 1000)
     capsys.readouterr()
     nb.line(command)
     out = capsys.readouterr().out
-    assert "Reclaimed 2 leftover temp file(s)" in out
-    assert not leftover.exists() and not beside.exists()
+    assert "Reclaimed 3 leftover file(s)" in out
+    assert not leftover.exists() and not beside.exists() and not orphan.exists()
+
+
+def test_fresh_unreferenced_value_is_kept_while_another_writer_is_alive(tmp_path):
+    cache = tmp_path / "cache"
+    live = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom hamilton_nb.store import DiskStore\n"
+        "s = DiskStore(sys.argv[1]); s.put('k', 'n', 'cv', 'dv', 1, 'joblib', 0.0, {})\n"
+        "print('ready', flush=True); time.sleep(60)"), str(cache)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert live.stdout.readline().strip() == "ready"
+        fresh = cache / "values" / "cd" / ("cd" + "1" * 30 + ".joblib")  # just renamed in
+        fresh.parent.mkdir(parents=True, exist_ok=True)
+        fresh.write_bytes(b"x")
+        store = DiskStore(cache)
+        store.reclaim(orphans=True)
+        assert fresh.exists()
+        os.utime(fresh, (time.time() - 3600, time.time() - 3600))
+        store.reclaim(orphans=True)
+        assert not fresh.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_cache_clear_of_one_node_keeps_the_values_of_the_others(nb, calls):
+    nb.run("import numpy as np\nimport hnb_calls")
+    nb.cell(CHAIN, cell_id="c1")
+    nb.line("cache clear small")
+    nb.run("del big, total")
+    calls.clear()
+    nb.line("run total big")
+    assert nb.statuses()["big"] == "cached" and np.array_equal(nb.value("big"), np.arange(20000))
 
 
 def test_temp_file_without_a_writer_pid_is_reclaimed_once_an_hour_old(tmp_path):

@@ -29,6 +29,7 @@ import enum
 import functools
 import importlib.util
 import inspect
+import linecache
 import os
 import re
 import sys
@@ -597,6 +598,29 @@ def _function_def(fn: Callable[..., Any]) -> ast.FunctionDef | ast.AsyncFunction
     return None
 
 
+# Normalized-source hash by source text: re-running an unchanged cell re-analyzes its functions,
+# and the AST dump is most of that cost. A pure function of the text (never of an object).
+_STATIC_BY_TEXT: dict[str, str] = {}
+
+
+def _static_hash(fdef: ast.FunctionDef | ast.AsyncFunctionDef, filename: str) -> str:
+    lines = linecache.getlines(filename) if filename.startswith("<") else []
+    first = min([fdef.lineno, *(d.lineno for d in fdef.decorator_list)])
+    end = fdef.end_lineno
+    text = "".join(lines[first - 1:end]) if lines and end is not None and end <= len(lines) \
+        else None
+    if text is not None:
+        hit = _STATIC_BY_TEXT.get(text)
+        if hit is not None:
+            return hit
+    static = xxhash.xxh3_128_hexdigest(_dump_without_docstrings(fdef).encode())
+    if text is not None:
+        if len(_STATIC_BY_TEXT) > 50_000:  # bounded: a long session keeps the recent ones
+            _STATIC_BY_TEXT.clear()
+        _STATIC_BY_TEXT[text] = static
+    return static
+
+
 def analyze_function(
     fn: Callable[..., Any],
     fdef: ast.FunctionDef | ast.AsyncFunctionDef | None = None,
@@ -616,7 +640,7 @@ def analyze_function(
         fdef = _function_def(raw)
     deco_names: set[str] = set()
     if fdef is not None:
-        static = xxhash.xxh3_128_hexdigest(_dump_without_docstrings(fdef).encode())
+        static = _static_hash(fdef, raw.__code__.co_filename)
         deco_names = {n.id for d in fdef.decorator_list for n in ast.walk(d)
                       if isinstance(n, ast.Name)}
     else:

@@ -802,7 +802,8 @@ class DiskStore:
             raise
         except OSError as e:
             _unlink(tmp)  # a half-written file must not stay: nothing poisons a later run
-            if not _trust.is_disk_error(e):
+            # pyarrow reports a full disk as an OSError without errno: that is the folder too.
+            if not (_trust.is_disk_error(e) or e.errno is None):
                 raise StoreError(f"{type(value).__qualname__} cannot be stored as {fmt}: "
                                  f"{e}") from e
             self.degrade(e, "writing a value")

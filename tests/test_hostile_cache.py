@@ -571,6 +571,20 @@ BIG_CHAIN = "\n".join(
 )
 
 
+def test_disk_full_mid_run_writing_parquet_gives_right_values_and_one_warning(
+        mounts, tmp_path, calls):
+    disk = mounts(tmp_path / "disk", "1M")
+    with ours() as w:
+        p = session(disk / "cache")
+        p.exec("import pandas as pd\nfrom hamilton.function_modifiers import cache")
+        p.cell(PARQUET_CHAIN)
+        frame = p.run("f11")["f11"]
+        p.s.close()
+    assert list(frame["x"][:2]) == [11.0, 11.0] and len(frame) == 40000
+    _one_clear_warning(w)
+    assert not list((disk / "cache" / "tmp").iterdir())
+
+
 def test_disk_full_mid_run_gives_right_values_one_warning_and_nothing_poisonous(
         mounts, tmp_path, calls):
     disk = mounts(tmp_path / "disk", "1M")  # ~3 of the twelve 320 kB values fit
@@ -600,6 +614,14 @@ def test_disk_full_mid_run_gives_right_values_one_warning_and_nothing_poisonous(
         st = p.statuses()
     assert w3 == []
     assert [st[f"a{i}"] for i in range(len(entries))] == ["cached"] * len(entries)
+
+
+PARQUET_CHAIN = "\n".join(
+    ["@cache(format='parquet')\ndef f0() -> pd.DataFrame:\n"
+     "    return pd.DataFrame({'x': np.full(40000, 0.0), 'y': np.arange(40000.0)})\n"]
+    + [f"@cache(format='parquet')\ndef f{i}(f{i - 1}: pd.DataFrame) -> pd.DataFrame:\n"
+       f"    return f{i - 1}.assign(x=f{i - 1}['x'] + 1)\n" for i in range(1, 12)]
+)
 
 
 # -- 6. leftovers of killed writers ----------------------------------------------------------------

@@ -261,10 +261,12 @@ class RayEngine(Engine):
                              log_to_driver=False)
                 else:
                     ray.init(address=address, log_to_driver=False)
-            except (ConnectionError, RuntimeError, TimeoutError) as e:
+            except Exception as e:  # ray.init raises plain Exception for a slow raylet too
+                where = f"the Ray cluster at {address}" if address else "a local Ray instance"
                 raise EngineError(
-                    f"Cannot reach the Ray cluster at {address}: {e}. Start it or fix the "
-                    f"address, or fall back to the kernel with `%hamilton config executor=local`."
+                    f"Cannot start or reach {where}: {type(e).__name__}: {e}. Start it or fix "
+                    f"the address (a busy machine may need a retry), or fall back to the kernel "
+                    f"with `%hamilton config executor=local`."
                 ) from None
             self._owns = True
         self.address = address or ray.get_runtime_context().gcs_address

@@ -880,7 +880,15 @@ def test_signed_checkpoint_restores_with_its_key(tmp_path, calls):
     assert p2.s.value("total") == TOTAL
 
 
-def test_cache_key_magic_signs_and_never_prints_the_secret(nb, capsys):
+@pytest.fixture
+def key_reset(nb):
+    """The shell's session outlives the test: never leave a key set on it."""
+    yield nb
+    nb.session.set_cache_key(None)
+
+
+def test_cache_key_magic_signs_and_never_prints_the_secret(key_reset, capsys):
+    nb = key_reset
     nb.line("cache key")
     assert "not signed" in capsys.readouterr().out
     nb.line("cache key hunter2")
@@ -895,6 +903,21 @@ def test_cache_key_magic_signs_and_never_prints_the_secret(nb, capsys):
     assert nb.session.cache_key is None or os.environ.get("HAMILTON_NB_CACHE_KEY")
     with pytest.raises(UsageError, match="Usage"):
         nb.line("cache key a b")
+
+
+def test_restore_magics_refuse_unsigned_code_with_a_usage_error(key_reset, calls):
+    nb = key_reset
+    nb.run("import numpy as np\nimport hnb_calls")
+    nb.cell(CHAIN, cell_id="c1")
+    nb.line("checkpoint save plain")
+    nb.line("cache key s3cret")
+    cells = set(nb.session.dag.cells)
+    with pytest.raises(UsageError, match="unsigned"):
+        nb.line("checkpoint restore plain")
+    with pytest.raises(UsageError, match="unsigned"):
+        nb.line("restore")
+    assert set(nb.session.dag.cells) == cells
+    nb.line("cache key --off")
 
 
 def test_key_from_the_environment_signs_records(tmp_path, calls, monkeypatch):

@@ -48,6 +48,9 @@ class CommBridge:
         self.session = session
         self.shell = shell
         self._last_state: dict | None = None  # the state last broadcast (post_run_cell diff)
+        # During a run: nodes of the plan not finished yet, and those whose function runs now.
+        self._queued: set[str] = set()
+        self._running_nodes: set[str] = set()
         self._comms: dict[str, Any] = {}
         self._unsubscribe: Callable[[], Any] | None = None
         self._started = False
@@ -211,6 +214,13 @@ class CommBridge:
             # run_finished is emitted inside the run, while the session still counts it as
             # running; the state after it is the final one.
             state["running"] = False
+        elif state["running"]:
+            running, queued = set(self._running_nodes), set(self._queued)
+            for n in state["nodes"]:
+                if n["name"] in running:
+                    n["status"], n["reason"] = "running", "computing now"
+                elif n["name"] in queued and n["kind"] == "function":
+                    n["status"], n["reason"] = "queued", "waiting for its turn in this run"
         return {"type": "state", "protocol": PROTOCOL, "state": state}
 
     def _run_stale(self) -> str:
@@ -246,10 +256,22 @@ class CommBridge:
 
     # ------------------------------------------------------------------ session events
     def _on_event(self, event: Any) -> None:
+        kind = getattr(event, "kind", None)
+        with self._lock:
+            if kind == "run_started":
+                self._queued = set(event.nodes)
+                self._running_nodes = set()
+            elif kind == "node_started":
+                self._running_nodes.add(event.node)
+            elif kind == "node_finished":
+                self._queued.discard(event.node)
+                self._running_nodes.discard(event.node)
+            elif kind == "run_finished":
+                self._queued, self._running_nodes = set(), set()
         if not self._started or not self._comms:
             return
         try:
-            finished = getattr(event, "kind", None) == "run_finished"
+            finished = kind == "run_finished"
             running = bool(self.session.running) and not finished
             with self._lock:
                 wait = self._last_send + THROTTLE_S - time.monotonic()

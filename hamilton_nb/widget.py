@@ -130,7 +130,8 @@ class Row:
 HEAD = ("node", "status", "why", "took", "saved", "size", "cell")
 # Column widths (flex-basis) so that the columns of separate row widgets line up; "why" takes
 # what is left, so a row fits the notebook's width. Cut text keeps its full value as tooltip.
-_WIDTHS = ("150px", "104px", "1 1 120px", "52px", "52px", "56px", "90px")
+_WIDTHS = ("1 1 130px", "0 0 96px", "2 1 140px", "0 0 50px", "0 0 50px", "0 0 54px",
+           "1 1 72px")
 _ACTIONS_WIDTH = "84px"
 NAME_CHARS = 20  # node names longer than this are shortened in the middle, never to the same text
 
@@ -218,7 +219,10 @@ def _row_html(row: Row, short: str | None = None) -> str:
         spans.append(f"<span class='hnbw-c hnbw-c-{HEAD[i]}' title='{html.escape(text)}' "
                      f"style='{style}'>{content}</span>")
     opacity = "1" if row.in_last_run or row.status in ("stale", "running", "queued") else "0.6"
-    return (f"<div class='hnbw-cells' style='display:flex;width:100%;gap:6px;opacity:{opacity};"
+    # contain:inline-size: long texts must not widen the widget's box (they are cut inside
+    # their column instead, with the full text as tooltip).
+    return (f"<div class='hnbw-cells' style='display:flex;width:100%;gap:4px;opacity:{opacity};"
+            f"contain:inline-size;"
             f"font-size:12px'>{''.join(spans)}</div>")
 
 
@@ -233,7 +237,8 @@ def _head_html() -> str:
         f"<span style='{_span_style(w)};font-weight:bold'>{h}</span>"
         for h, w in zip(HEAD, _WIDTHS, strict=True)
     )
-    return f"<div style='display:flex;width:100%;gap:6px;font-size:12px'>{spans}</div>"
+    return (f"<div style='display:flex;width:100%;gap:4px;font-size:12px;"
+            f"contain:inline-size'>{spans}</div>")
 
 
 _SVG_IDS = itertools.count(1)  # marker ids are document-global: every SVG gets its own

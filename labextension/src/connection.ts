@@ -247,6 +247,7 @@ export class NotebookConnection implements IDisposable {
     if (status === 'restarting' || status === 'autorestarting' || status === 'dead') {
       // Lab disposes all comms of a restarting kernel; the new process has to be asked again.
       this._comm = null;
+      this._kernelComm = null;
       this._helloPending = false;
       this._setState(null);
       this._setStatus('connecting');
@@ -319,19 +320,42 @@ export class NotebookConnection implements IDisposable {
   /**
    * Comm opened by the kernel (`%load_ext hamilton_nb`); its open data is a state message.
    *
-   * The state is shown at once, then the comm is replaced by one opened from here: Lab may already
-   * have routed the kernel-opened comm to a subshell (see `keepOnMainShell`).
+   * The state is shown at once. Requests go on a comm opened from here (Lab may already have
+   * routed the kernel-opened comm to a subshell, see `keepOnMainShell`), but the kernel-opened
+   * comm keeps being listened to until that one answers: the `hello` waits in the kernel's queue
+   * behind the cells being run (typically the rest of "Run all" right after `%load_ext`), and
+   * the states sent meanwhile, the progress of those very cells, arrive on the kernel's comm.
    */
   private _onKernelComm = (comm: Kernel.IComm, msg: KernelMessage.ICommOpenMsg): void => {
     if (this.isDisposed) {
       return;
     }
     this._helloPending = false;
-    this._wire(comm);
-    comm.onClose = () => this._onCommClosed(comm);
+    this._closeKernelComm();
+    this._kernelComm = comm;
+    comm.onMsg = m => this._handle(comm, m.content.data);
+    comm.onClose = () => {
+      if (this._kernelComm === comm) {
+        this._kernelComm = null;
+      }
+    };
     this._handle(comm, msg.content.data);
     this._hello();
   };
+
+  private _closeKernelComm(): void {
+    const comm = this._kernelComm;
+    this._kernelComm = null;
+    if (comm && !comm.isDisposed) {
+      comm.onClose = () => undefined;
+      comm.onMsg = () => undefined;
+      try {
+        comm.close();
+      } catch {
+        // the kernel may be gone already
+      }
+    }
+  }
 
   /** Make `comm` the current comm, closing the previous one. */
   private _wire(comm: Kernel.IComm): void {
@@ -359,6 +383,7 @@ export class NotebookConnection implements IDisposable {
   }
 
   private _closeComm(): void {
+    this._closeKernelComm();
     const comm = this._comm;
     this._comm = null;
     this._helloPending = false;
@@ -374,8 +399,12 @@ export class NotebookConnection implements IDisposable {
   }
 
   private _handle(comm: Kernel.IComm, data: unknown): void {
-    if (comm !== this._comm || typeof data !== 'object' || data === null) {
+    const current = comm === this._comm;
+    if ((!current && comm !== this._kernelComm) || typeof data !== 'object' || data === null) {
       return;
+    }
+    if (current && this._kernelComm && (data as { type?: unknown }).type === 'state') {
+      this._closeKernelComm(); // our own comm answers now: one stream of states is enough
     }
     const msg = data as { type?: unknown; state?: unknown; message?: unknown };
     if (msg.type === 'state') {
@@ -547,6 +576,7 @@ export class NotebookConnection implements IDisposable {
   private _state: IDagState | null = null;
   private _kernel: Kernel.IKernelConnection | null = null;
   private _comm: Kernel.IComm | null = null;
+  private _kernelComm: Kernel.IComm | null = null;
   private _helloPending = false;
   private _needsHello = false;
   private _hashes = new Map<string, { source: string; hash: string | null }>();

@@ -72,8 +72,14 @@ export interface IRenderOptions {
   edited?: ReadonlySet<string>;
   /** Called when a node that belongs to a cell is clicked (or Enter/Space pressed on it). */
   onNodeClick?: (node: IDagNode) => void;
-  /** 'TB' (top to bottom, the narrow side panel) or 'LR' (left to right, notebook outputs). */
+  /** 'TB' (top to bottom) or 'LR' (left to right); see `aspect`. */
   direction?: 'TB' | 'LR';
+  /**
+   * The width/height ratio of the room the drawing has: the direction whose layout is closest
+   * to it is used (a wide, flat DAG drawn top-to-bottom in the narrow side panel shrinks to
+   * illegible; left-to-right it fills the panel's height instead).
+   */
+  aspect?: number;
   /** How a cell is named for people (e.g. "[5]"), for tooltips. */
   cellLabel?: (cellId: string) => string | null;
 }
@@ -227,7 +233,15 @@ export function renderDag(
   nodes: readonly IDagNode[],
   options: IRenderOptions = {}
 ): SVGSVGElement {
-  const lay = layout(nodes, options.direction ?? 'TB');
+  let lay = layout(nodes, options.direction ?? 'TB');
+  if (options.aspect && nodes.length > 1) {
+    const other = layout(nodes, (options.direction ?? 'TB') === 'TB' ? 'LR' : 'TB');
+    const misfit = (l: ILayout): number =>
+      Math.abs(Math.log(Math.max(1, l.width) / Math.max(1, l.height) / options.aspect!));
+    if (misfit(other) < misfit(lay)) {
+      lay = other;
+    }
+  }
   const root = svg('svg', {
     class: 'hnb-dag',
     width: lay.width,

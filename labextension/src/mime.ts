@@ -48,7 +48,7 @@ export function renderRun(node: HTMLElement, raw: unknown, table = false): IDagS
   }
   summary.textContent = parts.join(' · ');
   node.appendChild(summary);
-  node.appendChild(renderDagView(state.nodes, { direction: 'LR' }));
+  node.appendChild(renderDagView(state.nodes, { direction: 'LR', aspect: 3 }));
   if (table) {
     const t = document.createElement('table');
     t.className = 'hnb-table';

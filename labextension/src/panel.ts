@@ -284,7 +284,8 @@ export class HamiltonPanel extends Widget {
       activeCellId: conn.panel.content.activeCell?.model.id ?? null,
       edited: editedNodes,
       onNodeClick: node => this._onNodeClick(conn.panel, node),
-      cellLabel: id => conn.cellLabel(id)
+      cellLabel: id => conn.cellLabel(id),
+      aspect: Math.max(150, this.node.clientWidth) / Math.max(300, this.node.clientHeight - 220)
     });
     this._graph.appendChild(view);
   }

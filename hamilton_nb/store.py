@@ -444,7 +444,9 @@ class DiskStore:
         self.degraded: str | None = None
         self._mem: dict[str, bytes] = {}
         self.last_reclaimed = (0, 0)  # (files, bytes) of leftover temp files last reclaimed
-        self._skipped = False  # some record was refused: compaction would lose it, keep files
+        # Journals with a refused record: never merged away by compaction (their refused
+        # records, perhaps another key's, must survive), and value files stay while any exist.
+        self._skipped: set[str] = set()
         self._index = _Index()
         self._offsets: dict[str, int] = {}
         self._pending_touch: set[str] = set()
@@ -623,7 +625,7 @@ class DiskStore:
                 if not stat.S_ISREG(st.st_mode):
                     if name not in self._offsets:
                         self._offsets[name] = 0
-                        self._skipped = True
+                        self._skipped.add(name)
                         warnings.warn(f"hamilton_nb: ignored {path}: not a regular file (a link "
                                       f"or a folder). Delete it.", stacklevel=2)
                     continue
@@ -669,14 +671,14 @@ class DiskStore:
                 rec["entry"] = Entry(**rec["entry"])
             good.append(rec)
         if bad:
-            self._skipped = True
+            self._skipped.add(path.name)
             warnings.warn(
                 f"hamilton_nb: skipped {len(bad)} damaged record(s) in cache journal {path} "
                 f"(first: {bad[0]}). Their entries are misses (computed again); the rest of the "
                 f"cache is used.", stacklevel=3,
             )
         if untrusted:
-            self._skipped = True
+            self._skipped.add(path.name)
             if self.key is not None:
                 how = ("with a cache key set, only entries signed with that key are used "
                        "(they are computed again and stored signed). Delete that journal if "
@@ -1014,12 +1016,12 @@ class DiskStore:
         with their original timestamps, so a later deletion recorded elsewhere still wins.
         """
         dead: list[tuple[Path, int]] = []
-        if self.degraded is not None or self._skipped:
-            return 0  # refused records would be lost by merging: leave the journals as they are
+        if self.degraded is not None:
+            return 0
         try:
             for path in sorted(self._index_dir.glob("*.jsonl")):
-                if path.name == self._journal_name:
-                    continue
+                if path.name == self._journal_name or path.name in self._skipped:
+                    continue  # ours, or holding refused records: merging would lose them
                 try:
                     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
                 except OSError:  # gone, or a link (refused by refresh too)
@@ -1033,8 +1035,8 @@ class DiskStore:
             if len(dead) < min_files:
                 return 0
             self.refresh()  # everything in the dead journals is now in the index
-            if self._skipped:
-                return 0
+            if any(path.name in self._skipped for path, _ in dead):
+                return 0  # a refused record turned up meanwhile: leave them all
             with self._lock:
                 recs = [{"op": "put", "at": e.created, "entry": asdict(e)}
                         for e in self._index.by_key.values() if e.fmt in _trust.DISK_FORMATS]

@@ -319,6 +319,24 @@ def test_one_bad_journal_record_is_skipped_with_one_warning_and_the_rest_is_used
     assert len(w) == 1 and str(j) in w[0], w
 
 
+def test_compaction_merges_good_journals_and_keeps_one_with_a_refused_record(tmp_path):
+    cache = tmp_path / "cache"
+    with ours():
+        for k in range(18):  # a store that opens merges the journals of finished processes
+            s = DiskStore(cache)
+            s.put(f"k{k}", "n", "cv", "dv", {"k": k}, "joblib", 0.0, {})
+            s.close()
+            if k == 2:
+                damaged = cache / "index" / s._journal_name
+                damaged.write_text("null\n" + damaged.read_text())
+    assert damaged.exists() and len(journals(cache)) < 18  # merged, except the damaged one
+    with ours() as w:
+        s = DiskStore(cache)
+        assert sorted(s.load(e)["k"] for e in s.entries()) == list(range(18))
+        s.close()
+    assert len(w) == 1 and str(damaged) in w[0]
+
+
 def test_checkpoint_manifest_with_cells_not_a_list_is_skipped_and_moved_aside(tmp_path, calls):
     cache = tmp_path / "cache"
     p = computed(cache, calls)

@@ -467,6 +467,9 @@ class HamiltonMagics(Magics):
             if args:
                 s.set_cache_dir(args[0])
             print(s.cache_dir)
+            degraded = getattr(s.store, "degraded", None) if s.settings.enabled else None
+            if degraded:  # say why values are only in memory, and how to fix it
+                print(f"  not fully in use: {degraded}")
             return None
         raise UsageError(f"Unknown or incomplete `%hamilton cache {' '.join(rest)}`. "
                          f"`%hamilton help` lists the cache subcommands.")

@@ -554,6 +554,19 @@ def test_all_hit_run_in_a_read_only_folder_gives_the_values_with_one_warning(rea
     _one_clear_warning(w, "writable")
 
 
+def test_cache_dir_magic_says_when_the_folder_is_not_in_use(nb, capsys, read_only):
+    folder, lock = read_only
+    lock()
+    with ours():
+        nb.line(f"cache dir {folder}")
+        nb.run("import numpy as np")
+        nb.cell("def x() -> np.ndarray:\n    return np.ones(50000)\n", cell_id="c1")
+    capsys.readouterr()
+    nb.line("cache dir")
+    out = capsys.readouterr().out
+    assert str(folder) in out and "not fully in use" in out
+
+
 def test_read_only_folder_without_subfolders_runs_in_memory_with_one_warning(read_only, calls):
     folder, lock = read_only
     lock()

@@ -95,11 +95,12 @@ class _Ctx:
     id is never reused while the memo exists; nothing of it survives the run.
     """
 
-    __slots__ = ("active", "cycles", "memo")
+    __slots__ = ("active", "cycles", "feeding", "memo")
 
     def __init__(self) -> None:
         self.memo: dict[int, tuple[Any, str]] = {}
         self.active: set[int] = set()
+        self.feeding: set[int] = set()  # instances whose state is being fingerprinted
         self.cycles = 0  # how many times a recursion was cut: results made then are not memoized
 
 
@@ -215,6 +216,19 @@ def _feed_user_instance(h: xxhash.xxh3_128, obj: Any, t: type, ctx: _Ctx) -> Non
     (``class Rows(list)``) — the container's content, which lives outside ``__dict__``."""
     _tag(h, f"instance:{t.__qualname__}")
     _tag(h, _value_version(t, ctx))
+    key = id(obj)
+    if key in ctx.feeding:  # an object graph with back references (parent <-> child)
+        ctx.cycles += 1
+        _tag(h, "<cycle>")
+        return
+    ctx.feeding.add(key)
+    try:
+        _feed_instance_state(h, obj, t, ctx)
+    finally:
+        ctx.feeding.discard(key)
+
+
+def _feed_instance_state(h: xxhash.xxh3_128, obj: Any, t: type, ctx: _Ctx) -> None:
     state = getattr(obj, "__dict__", None)
     _feed(h, dict(state) if isinstance(state, dict) else None, ctx)
     slots = [n for c in t.__mro__ for n in getattr(c, "__slots__", ())
@@ -479,6 +493,9 @@ class FunctionCode:
     #: decorators captured these very objects). Fingerprinted at every run, so an object
     #: mutated later still counts.
     decorator_values: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
+    #: The same objects' versions when the decorators ran: a decorator may have copied a value
+    #: (``value(cfg.k)``) that the object no longer holds, so both moments count.
+    decorator_versions: tuple[tuple[str, str], ...] = ()
 
 
 def _dump_without_docstrings(tree: ast.AST) -> str:
@@ -650,7 +667,15 @@ def analyze_function(
     missing = object()
     captured = tuple((name, v) for name in sorted(deco_names)
                      if (v := ns.get(name, missing)) is not missing)
-    return FunctionCode(static, info.global_names, f"function `{fn.__name__}`", captured)
+    ctx = _Ctx()
+    versions = []
+    for name, v in captured:
+        try:
+            versions.append((name, _value_version(v, ctx)))
+        except Unhashable:
+            versions.append((name, "<unhashable>"))  # the run-time version then fails too
+    return FunctionCode(static, info.global_names, f"function `{fn.__name__}`", captured,
+                        tuple(versions))
 
 
 class CodeVersioner:
@@ -688,8 +713,11 @@ class CodeVersioner:
         raw = inspect.unwrap(fn)
         info = _code_info(raw.__code__)
         parts: dict[str, str] = {"source": fc.static}
+        defined = dict(fc.decorator_versions)
         for name, obj in fc.decorator_values:
-            parts[f"@{name}"] = _value_version(obj, ctx)
+            now = _value_version(obj, ctx)
+            then = defined.get(name, now)
+            parts[f"@{name}"] = now if then == now else hash_strings(then, now)
         # Live values the source text does not fix: defaults (`def f(k=K)` with K changed, or a
         # mutable default), the closure, and any decorator layers the user wrapped it in.
         if raw.__defaults__ or raw.__kwdefaults__:

@@ -210,6 +210,18 @@ SCENARIOS: dict[str, Scenario] = {
         ["import functools\ndef _f(v, k):\n    return v * k\nhelper = functools.partial(_f, k=2)",
          Y("helper(5)")],
         ["helper = functools.partial(_f, k=3)"]),
+    "decorator_value_copied_from_an_object_then_cell_rerun": Scenario(
+        [PARAM, "class Cfg:\n    def __init__(self, k):\n        self.k = k\ncfg = Cfg(2)",
+         H("@parameterize(y=dict(k=value(cfg.k)))\ndef scale(k: int) -> int:\n"
+           "    return 10 * k\n")],
+        ["cfg.k = 3", "%hamilton run -q y",  # y still gets the 2 copied when it was defined
+         H("@parameterize(y=dict(k=value(cfg.k)))\ndef scale(k: int) -> int:\n"
+           "    return 10 * k\n")]),
+    "decorator_value_list_mutated_without_rerun": Scenario(
+        [PARAM, "ITEMS = [1, 2]",
+         H("@parameterize(y=dict(items=value(ITEMS)))\ndef total(items: list) -> int:\n"
+           "    return sum(items)\n")],
+        ["ITEMS.append(10)"]),
     # -- item 2: functions passed as data ----------------------------------------------------
     "dict_of_functions_function_edited": Scenario(
         ["def _double(v):\n    return v * 2\nOPS = {'scale': _double}", Y("OPS['scale'](5)")],
@@ -296,6 +308,12 @@ SCENARIOS: dict[str, Scenario] = {
     "lru_cached_helper_edited": Scenario(
         ["import functools\n@functools.lru_cache\ndef _h(v):\n    return v * 2\n", Y("_h(5)")],
         ["@functools.lru_cache\ndef _h(v):\n    return v * 3\n"]),
+    "object_graph_with_back_references_mutated": Scenario(
+        ["class N:\n    def __init__(self, v, parent=None):\n"
+         "        self.v, self.parent = v, parent\n        self.kids = []\n"
+         "        if parent:\n            parent.kids.append(self)\n"
+         "root = N(1)\nleaf = N(2, root)", Y("root.v + sum(k.v for k in root.kids)")],
+        ["leaf.v = 20"]),
     "nested_constant_in_tuple_of_instances": Scenario(
         ["class Pt:\n    def __init__(self, v):\n        self.v = v\nPTS = (Pt(1), Pt(2))",
          Y("sum(p.v for p in PTS)")], ["PTS[0].v = 10"]),

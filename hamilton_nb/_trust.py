@@ -112,6 +112,10 @@ def _number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _time(v: float) -> bool:
+    return 0 <= v < 1e11  # seconds since 1970, before the year 5138
+
+
 def _text(v: Any, limit: int = MAX_NAME) -> bool:
     return isinstance(v, str) and 0 < len(v) <= limit
 
@@ -135,6 +139,9 @@ def parse_entry(d: Any) -> dict[str, Any]:
     for name in ("compute_time", "created", "last_used"):
         if not _number(d.get(name)):
             raise BadRecord(f"`{name}` is not a number")
+    for name in ("created", "last_used"):
+        if not _time(d[name]):  # shown as dates: pandas cannot show year 10**290
+            raise BadRecord(f"`{name}` is not a time")
     parts = d.get("parts", {})
     # What the key was made of is read back by `why` and restore: its shape is checked too.
     code = parts.get("code", {}) if isinstance(parts, dict) else None
@@ -206,8 +213,8 @@ def manifest_problem(m: Any) -> str | None:
         return "`config` is not an object"
     if not _opt_text(m.get("config_pickle")):
         return "`config_pickle` is not a string"
-    if not (m.get("created") is None or _number(m.get("created"))):
-        return "`created` is not a number"
+    if not (m.get("created") is None or (_number(m.get("created")) and _time(m["created"]))):
+        return "`created` is not a time"
     for f in ("name", "session_id", "working_dir"):
         if not _opt_text(m.get(f)):
             return f"`{f}` is not a string"

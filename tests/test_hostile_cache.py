@@ -293,6 +293,7 @@ BAD_LINES = {
     "compute_time_string": _entry_with("compute_time", "x"),
     "created_null": _entry_with("created", None),
     "last_used_nan": _entry_with("last_used", float("nan")),
+    "created_far_future": _entry_with("created", 1e300),
     "parts_string": _entry_with("parts", "x"),
     "parts_deps_string": _entry_with("parts", {"deps": "x", "code": {}}),
     "parts_code_of_strings": _entry_with("parts", {"code": {"total": "x"}}),
@@ -1045,6 +1046,9 @@ def test_null_journal_line_leaves_every_cell_working_in_the_notebook(nb, calls):
     assert nb.value("double") == 2 * TOTAL and nb.value("total") == TOTAL
     assert calls == []
     assert len(w) == 1 and str(j) in w[0]
+    assert {"big", "small", "total", "double"} <= set(nb.line("cache")["node"])
+    nb.line("checkpoint save after-null")
+    assert "after-null" in set(nb.line("checkpoint list")["name"])
 
 
 @pytest.mark.parametrize("state", list(RESET_STATES))

@@ -656,6 +656,28 @@ PARQUET_CHAIN = "\n".join(
 )
 
 
+def test_journal_line_cut_by_a_full_disk_leaves_no_torn_record(mounts, tmp_path):
+    disk = mounts(tmp_path / "disk", "1M")
+    cache = disk / "cache"
+    store = DiskStore(cache)
+    store.put("k0", "n", "cv", "dv0", {"i": 0}, "joblib", 0.0, {})  # the journal has its page
+    _fill(disk)
+    with ours() as w:
+        i = 0
+        while store.degraded is None and i < 1000:  # inline values: journal lines only
+            i += 1
+            store.put(f"k{i}", "n", "cv", f"dv{i}", {"i": i, "pad": "x" * 200}, "joblib", 0.0, {})
+        assert store.load(store.lookup(f"k{i}"))["i"] == i  # the failed one is kept in memory
+    store.close()
+    assert store.degraded is not None and len(w) == 1 and "space" in w[0]
+    journal = cache / "index" / store._journal_name
+    assert journal.read_bytes().endswith(b"\n")  # the partial line was cut off again
+    with ours() as w2:
+        again = DiskStore(cache)
+        got = sorted(again.load(e)["i"] for e in again.entries())
+    assert w2 == [] and got == list(range(len(got))) and 1 < len(got) <= i
+
+
 # -- 6. leftovers of killed writers ----------------------------------------------------------------
 
 BIG_WRITER = """

@@ -482,7 +482,11 @@ class Checkpoints:
             )
         if not self.session.dag.cells:
             raise CheckpointError("The live DAG is empty: nothing to save in a checkpoint.")
-        _atomic_write(path, json.dumps(build_manifest(self.session, name), sort_keys=True))
+        try:
+            _atomic_write(path, json.dumps(build_manifest(self.session, name), sort_keys=True))
+        except OSError as e:  # read-only or full folder: nothing half-written is left
+            raise CheckpointError(f"Cannot write checkpoint {name!r} in {self.folder}: "
+                                  f"{e.strerror or e}. {_trust.disk_remedy(e)}.") from e
         return path
 
     def _load(self, name: str) -> dict[str, Any]:
@@ -532,7 +536,11 @@ class Checkpoints:
         path = self._path(name)
         if not path.exists():
             self._load(name)  # raises with the list of names
-        path.unlink()
+        try:
+            path.unlink()
+        except OSError as e:
+            raise CheckpointError(f"Cannot delete checkpoint {name!r}: {e.strerror or e}. "
+                                  f"{_trust.disk_remedy(e)}.") from e
 
     def protected_versions(self) -> frozenset[str]:
         """Data versions of the values that some checkpoint refers to."""
@@ -543,15 +551,20 @@ class Checkpoints:
 
     def _auto_save(self) -> str | None:
         """Save the current state as ``auto-<time>`` before it is replaced; prune old ones."""
-        if not self.session.dag.cells:
-            return None
+        if not self.session.dag.cells or getattr(self.session.store, "degraded", None):
+            return None  # (a folder that takes no writes: restoring from it still works)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         name = f"{AUTO_PREFIX}{stamp}"
         i = 1
         while self._path(name).exists():
             i += 1
             name = f"{AUTO_PREFIX}{stamp}-{i}"
-        self.save(name)
+        try:
+            self.save(name)
+        except CheckpointError as e:
+            if not isinstance(e.__cause__, OSError):
+                raise
+            return None  # an unwritable folder does not stop a restore from it
         autos = [n for n in (m["name"] for m in self._all()) if n.startswith(AUTO_PREFIX)]
         for old in autos[:-KEEP_AUTO]:
             with contextlib.suppress(FileNotFoundError):

@@ -568,6 +568,28 @@ def test_cache_dir_magic_says_when_the_folder_is_not_in_use(nb, capsys, read_onl
     assert str(folder) in out and "not fully in use" in out
 
 
+def test_restore_from_a_read_only_folder_works_and_saving_there_says_why_not(read_only, calls):
+    folder, lock = read_only
+    cache = folder / "cache"
+    p = session(cache)
+    p.cell(CHAIN)
+    p.run("total")
+    p.s.checkpoint_save("v1")
+    p.s.close()
+    calls.clear()
+    lock()
+    with ours() as w:
+        p2 = session(cache)
+        report = p2.s.checkpoint_restore("v1")
+        assert "total" in report.bound and p2.s.value("total") == TOTAL
+        with pytest.raises(CheckpointError, match=r"Cannot write checkpoint 'v2'.*writable"):
+            p2.s.checkpoint_save("v2")
+        with pytest.raises(CheckpointError, match="Cannot delete checkpoint 'v1'"):
+            p2.s.checkpoint_delete("v1")
+    assert calls == [] and len(w) <= 1
+    assert list(p2.s.checkpoint_list()["name"]) == ["v1"]
+
+
 def test_read_only_folder_without_subfolders_runs_in_memory_with_one_warning(read_only, calls):
     folder, lock = read_only
     lock()

@@ -466,6 +466,7 @@ class Session:
                   and (names is not None or self.user_facing(n))]
         versions = {e.node: e.data_version for e in outcome.events}
         unverified: list[tuple[str, Entry]] = []
+        done: list[str] = []
         for name in wanted:
             value = outcome.values[name]
             dv = versions.get(name)
@@ -476,16 +477,25 @@ class Session:
                 checked = entry is None or entry.size <= VERIFY_NOW_BYTES
                 try:
                     value = value.load(verify=checked)
-                except RetryRun:  # unreadable (and now dropped): compute it again
-                    value, checked = self.run([name], self.last_inputs)[name], True
+                except RetryRun:  # unreadable (and now dropped, with a warning): compute it
+                    try:
+                        value, checked = self.run([name], self.last_inputs)[name], True
+                    except (RunFailed, SessionError) as e:
+                        # e.g. right after a restore, before the inputs are defined again:
+                        # the other names are still bound; this one is said to be missing.
+                        warnings.warn(f"hamilton_nb: `{name}` is not bound: its cached value was "
+                                      f"unreadable and computing it failed ({e}).", stacklevel=2)
+                        self._unbind(name)
+                        continue
                 if not checked and entry is not None:
                     unverified.append((name, entry))
             self._unbind(name)
             self.namespace[name] = value
             self._bound[name] = (id(value), dv)
+            done.append(name)
         if unverified:
             self._verifier.start(self.store, unverified)
-        return wanted
+        return done
 
     def settle(self, wait: bool = False) -> list[str]:
         """Act on background checksum results: a bound value whose file turned out damaged is

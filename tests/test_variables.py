@@ -378,3 +378,22 @@ def test_restored_value_whose_file_is_damaged_is_recomputed_with_a_warning(tmp_p
     assert np.array_equal(p2.ns["big"], np.arange(300_000))
     assert calls == ["big", "big"]
     p2.s.close()
+
+
+def test_restore_with_an_unreadable_value_and_no_inputs_yet_binds_the_others(tmp_path, calls):
+    cache = tmp_path / "cache"
+    p = _nb_session(cache, str(tmp_path / "u.ipynb"))
+    p.exec("import numpy as np\nsize = 5000")
+    p.cell("def arr(size: int) -> np.ndarray:\n    return np.arange(size)\n\n"
+           "def one() -> int:\n    return 1\n", "cell")
+    p.run("arr", "one")
+    entry = p.s.store.latest("arr")
+    path = p.s.store.value_path(entry.data_version, entry.fmt)
+    p.s.close()
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    p2 = _nb_session(cache, str(tmp_path / "u.ipynb"))
+    p2.exec("import numpy as np")  # `size` is not defined yet: arr cannot be recomputed
+    with pytest.warns(UserWarning, match="`arr` is not bound"):
+        report = p2.s.restore()
+    assert report.bound == ["one"] and p2.ns["one"] == 1 and "arr" not in p2.ns
+    p2.s.close()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import contextlib
 import dis
 import enum
 import functools
@@ -201,7 +200,8 @@ def _feed(h: xxhash.xxh3_128, obj: Any, ctx: _Ctx) -> None:
         # A member of a notebook Enum: its class (members and their values) and its name.
         _tag(h, "enum")
         _tag(h, _value_version(t, ctx))
-        _tag(h, obj.name)
+        _tag(h, str(obj.name))
+        _feed(h, obj._value_, ctx)  # Flag combinations have no member of their own
         return
     if not _is_library_class(t):
         _feed_user_instance(h, obj, t, ctx)
@@ -285,12 +285,10 @@ class _CodeAwareHasher(joblib.hashing.NumpyHasher):
         return None
 
     def _batch_setitems(self, items: Any, *args: Any) -> None:
-        items = list(items)
-        # joblib sorts unorderable keys by hash(), which differs between processes for
-        # strings; the insertion order is deterministic, so keep it then.
-        with contextlib.suppress(TypeError):
-            items = sorted(items)
-        super(joblib.hashing.Hasher, self)._batch_setitems(iter(items), *args)
+        # In insertion order, as a plain dict is fed: the order is observable (an OrderedDict,
+        # iteration, DataFrame(dict)), and joblib's fallback for unorderable keys sorts by
+        # hash(), which differs between processes for strings.
+        super(joblib.hashing.Hasher, self)._batch_setitems(items, *args)
 
     def save_set(self, set_items: Any) -> None:
         # By content fingerprint: stable across processes (hash() of a str is not).
@@ -990,11 +988,21 @@ def _function_version(fn: types.FunctionType, ctx: _Ctx, follow: bool = True) ->
     wrapped = getattr(fn, "__wrapped__", None)
     if follow and wrapped is not None:
         parts["wrapped"] = _value_version(wrapped, ctx)
+    attrs = {k: v for k, v in vars(fn).items() if k not in _FN_ATTR_SKIP}
+    if attrs:  # `helper.k = 3`: a function attribute its body (or a caller) reads
+        try:
+            parts["attrs"] = fingerprint(attrs, ctx)
+        except Unhashable:
+            parts["attrs"] = "unhashable:" + ",".join(sorted(attrs))
     _read_globals(fn, info.global_names, parts, ctx)
     _read_imports(info.imports, parts, ctx)
     _read_environment(info.env_names, parts)
     return "fn:" + hash_strings(*(f"{k}={v}" for k, v in sorted(parts.items())))
 
+
+_FN_ATTR_SKIP = {"__wrapped__", "__doc__", "__module__", "__qualname__", "__name__",
+                 "__signature__", "__annotations__", "__dict__", "cache_info", "cache_clear",
+                 "cache_parameters"}
 
 _CLASS_SKIP = {"__dict__", "__weakref__", "__module__", "__doc__", "__qualname__",
                "__dataclass_fields__", "__dataclass_params__", "__match_args__",

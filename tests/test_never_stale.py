@@ -317,6 +317,69 @@ SCENARIOS: dict[str, Scenario] = {
     "nested_constant_in_tuple_of_instances": Scenario(
         ["class Pt:\n    def __init__(self, v):\n        self.v = v\nPTS = (Pt(1), Pt(2))",
          Y("sum(p.v for p in PTS)")], ["PTS[0].v = 10"]),
+    "function_attribute_changed": Scenario(
+        ["def helper(v):\n    return v * helper.k\nhelper.k = 2", Y("helper(5)")],
+        ["helper.k = 3"]),
+    "class_attribute_mutated_in_place": Scenario(
+        ["class Cfg:\n    ITEMS = [1, 2]\n", Y("sum(Cfg.ITEMS)")], ["Cfg.ITEMS.append(7)"]),
+    "method_monkeypatched_on_the_class": Scenario(
+        ["class S:\n    def f(self):\n        return 1\ns = S()", Y("s.f()")],
+        ["S.f = lambda self: 2"]),
+    "base_class_method_edited": Scenario(
+        ["class Base:\n    def k(self):\n        return 2\nclass Sub(Base):\n    pass\n",
+         Y("Sub().k()")],
+        ["class Base:\n    def k(self):\n        return 3\nclass Sub(Base):\n    pass\n"]),
+    "callable_instance_class_edited": Scenario(
+        ["class Mul:\n    def __init__(self, k):\n        self.k = k\n"
+         "    def __call__(self, v):\n        return v * self.k\nmul = Mul(2)", Y("mul(5)")],
+        ["class Mul:\n    def __init__(self, k):\n        self.k = k\n"
+         "    def __call__(self, v):\n        return v * self.k + 1\nmul = Mul(2)"]),
+    "flag_enum_combination": Scenario(
+        ["import enum\nclass P(enum.Flag):\n    R = 1\n    W = 2\nMODE = P.R",
+         Y("MODE.value")], ["MODE = P.R | P.W"]),
+    "ordered_dict_reordered": Scenario(
+        ["import collections\nOD = collections.OrderedDict(a=1, b=2)", Y("list(OD)", "list")],
+        ["OD.move_to_end('a')"]),
+    "defaultdict_factory_edited": Scenario(
+        ["import collections\ndef _zero():\n    return 0\nDD = collections.defaultdict(_zero)",
+         Y("DD['missing'] + 1")],
+        ["def _zero():\n    return 10\nDD = collections.defaultdict(_zero)"]),
+    "lambda_default_changed": Scenario(
+        ["f = lambda v, k=2: v * k", Y("f(5)")], ["f = lambda v, k=3: v * k"]),
+    "library_partial_argument_changed": Scenario(
+        ["import functools\nimport numpy as np\nr = functools.partial(np.round, decimals=1)",
+         Y("float(r(1.234))", "float")],
+        ["r = functools.partial(np.round, decimals=2)"]),
+    "import_alias_rebound_to_another_function": Scenario(
+        ["from math import floor as rnd", Y("rnd(2.5)")], ["from math import ceil as rnd"]),
+    "global_dataframe_mutated_in_place": Scenario(
+        ["import pandas as pd\nDF = pd.DataFrame({'a': [1, 2]})", Y("int(DF['a'].sum())")],
+        ["DF.loc[0, 'a'] = 10"]),
+    "global_array_mutated_in_place": Scenario(
+        ["import numpy as np\nARR = np.arange(3)", Y("int(ARR.sum())")], ["ARR[0] = 10"]),
+    "nested_dict_mutated": Scenario(
+        ["CFG = {'a': {'b': [1]}}", Y("sum(CFG['a']['b'])")], ["CFG['a']['b'].append(5)"]),
+    "regex_pattern_changed": Scenario(
+        ["import re\nPAT = re.compile('a+')", Y("len(PAT.findall('aa b aaa'))")],
+        ["PAT = re.compile('a')"]),
+    "counter_mutated": Scenario(
+        ["import collections\nC = collections.Counter('aab')", Y("C['a']")], ["C['a'] += 5"]),
+    "constant_defined_in_the_hamilton_cell": Scenario(
+        [H("K = 2\n\ndef y() -> int:\n    return K * 10\n")],
+        [H("K = 3\n\ndef y() -> int:\n    return K * 10\n")]),
+    "private_helper_in_the_hamilton_cell": Scenario(
+        [H("def _h(v):\n    return v * 2\n\ndef y() -> int:\n    return _h(5)\n")],
+        [H("def _h(v):\n    return v * 3\n\ndef y() -> int:\n    return _h(5)\n")]),
+    "notebook_input_variable_changed": Scenario(
+        ["k = 2", Y("k * 10", params="k: int")], ["k = 3"]),
+    "notebook_input_is_a_function_edited": Scenario(
+        ["def fn(v):\n    return v * 2\n", Y("fn(5)", params="fn: object")],
+        ["def fn(v):\n    return v * 3\n"]),
+    "env_var_via_magic": Scenario(
+        ["import os\n%env HNBX_VAR=2", Y("int(os.environ['HNBX_VAR'])")], ["%env HNBX_VAR=4"]),
+    "environ_imported_by_name": Scenario(
+        ["from os import environ\nenviron['HNBX_VAR2'] = '1'", Y("int(environ['HNBX_VAR2'])")],
+        ["environ['HNBX_VAR2'] = '6'"]),
     # -- item 5: user code on disk -----------------------------------------------------------
     "module_attribute_set_from_a_cell": Scenario(
         ["import hnbx_settings", Y("hnbx_settings.T * 10")], ["hnbx_settings.T = 3"],
@@ -346,6 +409,24 @@ SCENARIOS: dict[str, Scenario] = {
         [_write("hnbx_ns/mod.py", "def f(v):\n    return v * 4\n"),
          "importlib.reload(hnbx_ns.mod)"],
         modules=("hnbx_ns",), files={"hnbx_ns/mod.py": "def f(v):\n    return v * 2\n"}),
+    "module_env_var_read_at_import_then_reloaded": Scenario(
+        ["import os\nos.environ['HNBX_VAR3'] = '2'\nimport hnbx_envmod",
+         Y("hnbx_envmod.T * 10")],
+        ["os.environ['HNBX_VAR3'] = '5'\nimport importlib\nimportlib.reload(hnbx_envmod)"],
+        modules=("hnbx_envmod",),
+        files={"hnbx_envmod.py": "import os\nT = int(os.environ['HNBX_VAR3'])\n"}),
+    "module_function_reading_env_var": Scenario(
+        ["import os\nos.environ['HNBX_VAR3'] = '2'\nimport hnbx_envmod2",
+         Y("hnbx_envmod2.k()")], ["os.environ['HNBX_VAR3'] = '7'"],
+        modules=("hnbx_envmod2",),
+        files={"hnbx_envmod2.py": "import os\n\ndef k():\n"
+                                  "    return int(os.environ['HNBX_VAR3'])\n"}),
+    "module_class_edited_and_reloaded": Scenario(
+        ["import hnbx_clsmod", Y("hnbx_clsmod.C().k()")],
+        [_write("hnbx_clsmod.py", "class C:\n    def k(self):\n        return 3\n"),
+         "importlib.reload(hnbx_clsmod)"],
+        modules=("hnbx_clsmod",),
+        files={"hnbx_clsmod.py": "class C:\n    def k(self):\n        return 2\n"}),
     "import_inside_node_body": Scenario(
         ["import importlib",
          H("def y() -> int:\n    import hnbx_mod2\n    return hnbx_mod2.f(5)\n")],

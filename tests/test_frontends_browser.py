@@ -306,6 +306,7 @@ def test_saved_notebook_without_widget_models_shows_each_cells_snapshot(
     lab: Lab, browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nbclient import NotebookClient
+    from nbformat.sign import NotebookNotary
 
     monkeypatch.setenv("HAMILTON_NB_CACHE", str(tmp_path / "cache"))
     path = write_notebook(lab, [LOAD, HELPER, CELL_A, CELL_B])
@@ -313,24 +314,38 @@ def test_saved_notebook_without_widget_models_shows_each_cells_snapshot(
     NotebookClient(nb, timeout=120, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     nb.metadata.pop("widgets", None)  # saved without widget state: Lab has no model
-    nbformat.write(nb, lab.root / path)
     assert "application/vnd.jupyter.widget-view+json" in json.dumps(nb.cells[3].outputs)
 
-    page = open_notebook(browser, lab, path)
-    try:
-        snap = page.locator(".hnb-snapshot")
-        snap.locator('g.hnb-node[data-node="features"][data-status="computed"]').wait_for(
-            timeout=30_000)
-        assert snap.locator('g.hnb-node[data-node="clean"]').get_attribute(
-            "data-status") == "cached"
-        assert snap.locator('tr[data-node="features"]').count() == 1
-        assert page.get_by_text("Error displaying widget").count() == 0
-        # cell A keeps the snapshot of its own run
-        static = page.locator(".hnbw-static").first
-        assert "2 nodes: 2 computed" in static.text_content()
-        shot(page, "lab-saved-notebook-snapshot")
-    finally:
-        page.close()
+    def check(name: str, snapshot: bool) -> None:
+        page = open_notebook(browser, lab, path)
+        try:
+            out = page.locator(".hnb-run-output")
+            out.locator('g.hnb-node[data-node="features"][data-status="computed"]').wait_for(
+                timeout=30_000)
+            assert out.locator('g.hnb-node[data-node="clean"]').get_attribute(
+                "data-status") == "cached"
+            page.wait_for_timeout(1000)
+            assert page.get_by_text("Error displaying widget").count() == 0
+            if snapshot:  # drawn in place of the widget, with the table of the run
+                snap = page.locator(".hnb-snapshot")
+                assert snap.locator('tr[data-node="features"][data-status="computed"]').count()
+            # cell A keeps the snapshot of its own run
+            assert "2 nodes: 2 computed" in page.locator(".hnbw-static").first.text_content()
+            shot(page, name)
+        except Exception:
+            shot(page, f"{name}-failed")
+            raise
+        finally:
+            page.close()
+
+    # Untrusted (not signed here): Lab skips the widget view and draws the run's DAG state.
+    nbformat.write(nb, lab.root / path)
+    check("lab-saved-notebook-untrusted", snapshot=False)
+    # Trusted (as when the user saved it in Lab): the widget view is chosen, its model is gone,
+    # and the extension replaces the error by the snapshot with its table.
+    NotebookNotary().sign(nb)
+    nbformat.write(nb, lab.root / path)
+    check("lab-saved-notebook-snapshot", snapshot=True)
 
 
 # -- 7: checkpoint restore writes code back -----------------------------------------------------

@@ -67,7 +67,7 @@ export function renderRun(node: HTMLElement, raw: unknown, table = false): IDagS
         n.name,
         STATUS_LABELS[n.status],
         n.reason,
-        n.duration !== null ? formatDuration(n.duration) : ''
+        n.duration !== null && n.status !== 'cached' ? formatDuration(n.duration) : ''
       ]) {
         const td = row.insertCell();
         td.textContent = text;

@@ -300,7 +300,7 @@ export class HamiltonPanel extends Widget {
     const title = document.createElement('div');
     title.className = 'hnb-differ-title';
     title.textContent =
-      `${edited.length} cell${edited.length === 1 ? '' : 's'} differ from the code the kernel ` +
+      `${edited.length} cell${edited.length === 1 ? ' differs' : 's differ'} from the code the kernel ` +
       'runs (edited since, or a restored checkpoint):';
     this._differ.appendChild(title);
     const ul = document.createElement('ul');

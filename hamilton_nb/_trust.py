@@ -21,7 +21,6 @@ import errno
 import hashlib
 import hmac
 import json
-import math
 import os
 import re
 import socket
@@ -109,7 +108,9 @@ def checksum_of(data: Any, key: bytes | None) -> str:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    # type() rather than isinstance: bool is an int, and this runs for every record read.
+    # ``v - v == 0`` is false for nan and infinities.
+    return (type(v) is float or type(v) is int) and v - v == 0
 
 
 def _time(v: float) -> bool:
@@ -157,13 +158,14 @@ def parse_entry(d: Any) -> dict[str, Any]:
     checksum = d.get("checksum")
     if not isinstance(checksum, str) or not CHECKSUM.match(checksum):
         raise BadRecord("no valid checksum")
-    return {
-        "key": d["key"], "node": d["node"], "code_version": d["code_version"],
-        "data_version": d["data_version"], "fmt": fmt, "size": size,
-        "compute_time": float(d["compute_time"]), "created": float(d["created"]),
-        "last_used": float(d["last_used"]), "parts": d.get("parts", {}), "inline": inline,
-        "checksum": checksum,
-    }
+    if d.keys() == _ENTRY_FIELDS:
+        return d  # the usual case: no copy (the record itself is never changed: it is signed)
+    return {f: d.get(f, {} if f == "parts" else None) for f in _ENTRY_ORDER}
+
+
+_ENTRY_ORDER = ("key", "node", "code_version", "data_version", "fmt", "size", "compute_time",
+                "created", "last_used", "parts", "inline", "checksum")
+_ENTRY_FIELDS = frozenset(_ENTRY_ORDER)
 
 
 def parse_record(rec: Any) -> dict[str, Any]:

@@ -612,7 +612,7 @@ class Session:
 
     def status(self) -> pd.DataFrame:
         """Every node of the live DAG: the cell defining it and its state."""
-        from .report import stale_reasons
+        from .report import cell_label, stale_reasons
 
         stale = self.stale_nodes()
         # A stale node's last event says why it ran then; what made it stale since is news.
@@ -627,9 +627,11 @@ class Session:
                 state = "stale"
             else:
                 state = ev.status.value if ev else "never_run"
-            rows.append({"node": name, "cell_id": self.dag.node_cell.get(name), "state": state,
-                         "reason": reasons.get(name) or (ev.reason if ev else "")})
-        return pd.DataFrame(rows, columns=["node", "cell_id", "state", "reason"])
+            cell = self.dag.node_cell.get(name)
+            # "cell" is how people know the cell (its first node); cell_id stays for code.
+            rows.append({"node": name, "cell": cell_label(self, cell), "cell_id": cell,
+                         "state": state, "reason": reasons.get(name) or (ev.reason if ev else "")})
+        return pd.DataFrame(rows, columns=["node", "cell", "cell_id", "state", "reason"])
 
     def stale_nodes(self) -> set[str]:
         """Nodes whose code, or an upstream's value or code, changed since their value was made."""

@@ -356,7 +356,7 @@ class HamiltonMagics(Magics):
         if first is None:  # a dict expression: Hamilton's config
             s.set_config(self._eval_dict(" ".join(rest), "config"))
             return
-        # KEY=VALUE [ARG...] ...: all checked before any is applied.
+        # KEY=VALUE [ARG...] ...: every key is checked before any setting is applied.
         todo: list[tuple[str, str, list[str]]] = []
         for word in rest:
             m = _SETTING.match(word)

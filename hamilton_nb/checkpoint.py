@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
+import errno
 import hashlib
 import inspect
 import json
@@ -148,10 +149,18 @@ def _read(path: Path) -> dict[str, Any] | None:
     ``damaged/`` in the cache folder so it does not warn again; None if absent or unusable.
     """
     try:
-        data = json.loads(_trust.read_regular(path).decode("utf-8"))
-    except FileNotFoundError:
+        raw = _trust.read_regular(path)
+    except (FileNotFoundError, NotADirectoryError):  # none there (or no usable folder at all)
         return None
-    except (OSError, ValueError, RecursionError) as e:
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EINVAL):  # a link or a FIFO in its place
+            _set_aside(path, f"it is not a regular file ({e.strerror})")
+        else:  # unreadable for this user: not damaged, leave it
+            warnings.warn(f"hamilton_nb: cannot read checkpoint file {path}: {e}", stacklevel=3)
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as e:
         _set_aside(path, f"it is unreadable ({e})")
         return None
     if isinstance(data, dict) and data.get("format") != MANIFEST_FORMAT and isinstance(

@@ -474,6 +474,20 @@ def test_cache_env_var_pointing_at_a_file_runs_in_memory_with_one_warning(
     assert len(w2) == 1
 
 
+def test_checkpoints_with_an_unusable_folder_say_so_without_more_warnings(tmp_path, calls):
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    with ours() as w:
+        p = session(f)
+        p.cell(CHAIN)
+        assert p.run("total") == {"total": TOTAL}
+        assert not p.s.restore().found
+        assert p.s.checkpoint_list().empty
+        with pytest.raises(CheckpointError, match="Cannot write checkpoint"):
+            p.s.checkpoint_save("v1")
+    assert len(w) == 1 and f.read_text() == "x"
+
+
 def test_cache_path_that_cannot_be_created_runs_in_memory_with_one_warning(tmp_path, calls):
     f = tmp_path / "a-file"
     f.write_text("x")

@@ -607,10 +607,15 @@ class Checkpoints:
         self._suspended = True
         try:
             self._apply(manifest, report)
+            if name is None:
+                # The record on disk already holds this state: rewriting it now only costs
+                # time (two file writes); the next change of the DAG or a value writes it.
+                self.session._emit(DagChanged(None))  # front-ends refresh once, not per cell
         finally:
             self._suspended = False
-        self.save_state()
-        self.session._emit(DagChanged(None))  # front-ends refresh once, not once per cell
+        if name is not None:
+            self.save_state()
+            self.session._emit(DagChanged(None))
         report.seconds = time.perf_counter() - t0
         return report
 

@@ -532,11 +532,27 @@ def make_read_only(folder: Path, mounted: bool) -> None:
         folder.chmod(0o555)
 
 
+def _chmod_blocks_writes(tmp_path: Path) -> bool:
+    """Whether removing write permission stops this process (not so for root, which can
+    override permissions, unless it runs without CAP_DAC_OVERRIDE)."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    probe.chmod(0o555)
+    try:
+        (probe / "x").write_text("x")
+        return False
+    except PermissionError:
+        return True
+    finally:
+        probe.chmod(0o755)
+
+
 @pytest.fixture
 def read_only(mounts, tmp_path):
-    """A folder that can be made read-only for real: a tmpfs remounted ro as root, else chmod."""
+    """A folder that can be made read-only for real: chmod where that stops this process,
+    else (root) a tmpfs remounted read-only."""
     folder = tmp_path / "ro"
-    if os.geteuid() == 0:
+    if not _chmod_blocks_writes(tmp_path):
         mounts(folder, "16M")
         yield folder, lambda: make_read_only(folder, True)
     else:

@@ -307,6 +307,9 @@ def plot_sweep(results: list[dict[str, float]]) -> str:
     ax.set_ylabel("ms per cell run (net of IPython)")
     ax.set_ylim(bottom=0)
     ax.set_title("Re-running one %%hamilton cell vs notebook length")
+    # which code, and how busy the machine was: a plot without them cannot be compared
+    fig.text(0.01, 0.005, f"{bc._git_state()}; load average {bc._loadavg()}", fontsize=6,
+             color="grey")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -55,7 +55,13 @@ def _panel_outputs(cell: Any) -> list[dict]:
 
 
 def _state(output: dict) -> dict[str, str]:
-    return {n["name"]: n["status"] for n in output["data"][DAG_MIME]["state"]["nodes"]}
+    """Node -> status, from the DAG state (live panel) or the text table (snapshots)."""
+    data = output["data"]
+    if DAG_MIME in data:
+        return {n["name"]: n["status"] for n in data[DAG_MIME]["state"]["nodes"]
+                if n["kind"] == "function"}
+    rows = data["text/plain"].splitlines()[2:]  # summary line, header, then one row per node
+    return {r.split()[0]: r.split()[1] for r in rows}
 
 
 def test_reexecuting_and_out_of_order_cells_never_break_nbclient(cache_env: Path) -> None:
@@ -92,6 +98,7 @@ def test_saved_notebook_cells_carry_their_own_final_state(cache_env: Path) -> No
     assert "never run" not in a["data"]["text/plain"]
     assert _state(a) == {"raw": "computed", "clean": "computed"}
     assert "data-node='total'" not in a["data"]["text/html"]
+    assert DAG_MIME not in a["data"]  # an HTML snapshot: Lab shows its table
     # Cell B's run: total computed, its inputs from the cache.
     assert "3 nodes: 2 cached, 1 computed" in b["data"]["text/plain"]
     assert _state(b) == {"raw": "cached", "clean": "cached", "total": "computed"}

@@ -211,7 +211,9 @@ def module_source(session: Session) -> tuple[str, list[str], list[str]]:
         "Run it with a plain Hamilton driver::",
         "",
         "    from hamilton import driver",
-        "    dr = driver.Builder().with_modules(this_module).with_config(HAMILTON_CONFIG).build()",
+        "    dr = driver.Builder().with_modules(this_module).with_config(HAMILTON_CONFIG)"
+        + (".enable_dynamic_execution(allow_experimental_mode=True)"  # Parallelizable needs it
+           if any(dag.nodes[n].node_role.name == "EXPAND" for n in nodes) else "") + ".build()",
         f"    dr.execute([...], inputs={{{', '.join(repr(i) + ': ...' for i in inputs)}}})",
         '"""',
         "",

@@ -250,6 +250,42 @@ def test_fan_out_on_dask_is_cached_per_item(on_dask):
     assert nb.value("total") == "A,B,C,D,E"
 
 
+TWO_STEP = """
+from hamilton.htypes import Parallelizable, Collect
+
+def item(names: list) -> Parallelizable[str]:
+    for n in names:
+        yield n
+
+def shout(item: str) -> str:
+    return item.upper()
+
+def exclaim(shout: str) -> str:
+    return shout + "!"
+
+def total(exclaim: Collect[str]) -> str:
+    return ",".join(exclaim)
+"""
+
+
+def test_each_node_of_a_branch_is_cached_per_item_on_dask(on_dask):
+    nb = on_dask
+    nb.ns["names"] = ["a", "b", "c"]
+    nb.cell(TWO_STEP)
+    assert nb.value("total") == "A!,B!,C!"
+    # Editing the second step of the branch: the first step is a hit for every item.
+    nb.cell(TWO_STEP.replace('shout + "!"', 'shout + "?"'))
+    ev = _events(nb)
+    assert ev["shout"].status.value == "cached"
+    assert ev["exclaim"].reason.startswith("3 of 3 items computed")
+    assert "code of `exclaim` changed" in ev["exclaim"].reason
+    assert nb.value("total") == "A?,B?,C?"
+    # Undo: every value is in the cache again, whoever stored it (worker or kernel).
+    nb.cell(TWO_STEP)
+    assert set(nb.statuses().values()) == {"cached"}
+    assert nb.value("total") == "A!,B!,C!"
+
+
 def test_a_worker_dying_mid_task_fails_that_node_keeps_the_rest_and_rerun_resumes(
         on_dask, tmp_path):
     nb = on_dask

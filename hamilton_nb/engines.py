@@ -88,6 +88,9 @@ class Engine:
     def label(self) -> str:
         return KERNEL
 
+    def check(self) -> None:
+        """Raise :class:`EngineError` if the engine cannot take work now (cheap: no round trip)."""
+
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Block until the workers have started and imported hamilton_nb (engines start that
         in the background; a benchmark or a test waits for it so the first run is not
@@ -231,6 +234,15 @@ class DaskEngine(Engine):
     def task_executor(self) -> h_executors.TaskExecutor:
         return self._executor
 
+    def check(self) -> None:
+        if self.client.status != "running":
+            raise EngineError(
+                f"The Dask scheduler at {self.address} is not reachable (client "
+                f"{self.client.status}). Restart the cluster and run `%hamilton config "
+                f"executor=dask {self.address}` again, or fall back to the kernel with "
+                f"`%hamilton config executor=local`."
+            )
+
     def reachable(self, root: Path) -> bool:
         key = str(root)
         if key not in self._reach:
@@ -295,6 +307,16 @@ class RayEngine(Engine):
 
     def task_executor(self) -> h_executors.TaskExecutor:
         return self._executor
+
+    def check(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            raise EngineError(
+                f"Ray at {self.address} is no longer connected (ray.shutdown() was called?). "
+                f"Run `%hamilton config executor=ray` again, or fall back to the kernel with "
+                f"`%hamilton config executor=local`."
+            )
 
     def reachable(self, root: Path) -> bool:
         import ray

@@ -350,6 +350,13 @@ class Session:
         self.settle()  # damaged values bound earlier are dropped before anything reads them
         if inputs:
             self.last_inputs = dict(inputs)
+        if self.engine is not None:  # a cluster gone since `use_executor`: say so, run nothing
+            from .engines import EngineError
+
+            try:
+                self.engine.check()
+            except EngineError as e:
+                raise SessionError(str(e)) from None
         self._run_counter += 1
         runner = Runner(self.dag, self.store, self._emit, self.settings, self._static,
                         self._config_keys, engine=self.engine)

@@ -364,6 +364,21 @@ def test_unreachable_dask_scheduler_is_a_usage_error_naming_it_and_the_fallback(
     assert nb.session.engine is None  # nothing changed
 
 
+def test_a_dask_cluster_gone_since_config_is_a_usage_error_and_changes_nothing(local_after):
+    distributed = pytest.importorskip("distributed")
+    nb = local_after
+    cluster = distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+    client = distributed.Client(cluster)
+    address = cluster.scheduler_address
+    nb.session.use_executor(client)
+    nb.cell("def one() -> int:\n    return 1\n", line="--register-only")
+    client.close()
+    cluster.close()
+    with pytest.raises(UsageError, match=rf"{address}.*executor=local"):
+        nb.run("%hamilton run one")
+    assert "one" not in nb.ns
+
+
 # -- Ray ---------------------------------------------------------------------------------------
 
 

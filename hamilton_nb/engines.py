@@ -168,7 +168,12 @@ class ProcessesEngine(Engine):
 
     def close(self) -> None:
         if self._executor is not None:
-            self._executor.pool.shutdown(wait=False, cancel_futures=True)
+            pool = self._executor.pool
+            # Stop the workers we started, running tasks included (a later run would not want
+            # their results), then let the pool join them: nothing is left for interpreter exit.
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
 

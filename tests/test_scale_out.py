@@ -414,3 +414,17 @@ def test_fan_out_and_independent_nodes_on_ray(local_after, ray_context, capsys):
     assert ev["other"].status.value == "cached"
     nb.run("%hamilton status")
     assert "engine: ray" in capsys.readouterr().out
+
+
+def test_bench_scale_out_quick_runs_through_cells():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "bench_scale_out.py"), "--quick",
+         "--engines", "local,threads"],
+        cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "x in-process" in proc.stdout and "+1 item" in proc.stdout, proc.stdout
+    assert "1 of 21 items computed, 20 cached" in proc.stdout, proc.stdout

@@ -883,7 +883,10 @@ class DiskStore:
             raise CorruptEntry(f"value file of `{entry.node}` has no checksum")
         path = self._confined_path(entry)
         try:
-            if path.stat().st_size != entry.size:
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode):  # a FIFO would block the load below forever
+                raise CorruptEntry(f"value of `{entry.node}` is not a regular file: {path}")
+            if st.st_size != entry.size:
                 raise CorruptEntry(f"value file of `{entry.node}` has the wrong size: {path}")
             if verify and entry.checksum is not None and not self._holds(path, entry.checksum):
                 raise CorruptEntry(f"value file of `{entry.node}` is damaged: {path}")

@@ -207,6 +207,29 @@ def test_journal_that_is_a_link_out_of_the_folder_is_not_read(tmp_path, calls):
     assert any(str(j) in m for m in w)
 
 
+def test_fifo_in_place_of_a_value_file_is_a_miss_and_never_blocks(tmp_path, calls):
+    cache = tmp_path / "cache"
+    computed(cache, calls)
+    f = _value_file(cache, "big")
+    j = next(j for j in journals(cache) if '"node":"big"' in j.read_text())
+    size = put_record(cache, "big")["entry"]["size"]
+    j.write_text(j.read_text().replace(f'"size":{size},', '"size":0,'))  # as a FIFO's size
+    assert put_record(cache, "big")["entry"]["size"] == 0
+    f.unlink()
+    os.mkfifo(f)
+    code = ("import sys, warnings; warnings.simplefilter('ignore')\n"
+            "from hamilton_nb.store import DiskStore\n"
+            "s = DiskStore(sys.argv[1]); e = [e for e in s.entries() if e.node == 'big'][0]\n"
+            "try:\n    s.load(e, verify=False)\nexcept Exception as x:\n"
+            "    print(type(x).__name__)")
+    out = subprocess.run([sys.executable, "-c", code, str(cache)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.strip() == "CorruptEntry", out.stderr
+    values, st, _ = rerun(cache)
+    assert_right(values)
+    assert st["big"] == "computed"
+
+
 def test_fifo_in_the_index_does_not_hang_a_store_that_opens(tmp_path):
     cache = tmp_path / "cache"
     DiskStore(cache).close()

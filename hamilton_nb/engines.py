@@ -780,8 +780,12 @@ class _CachingExecutor(h_executors.TaskExecutor):
         import cloudpickle
 
         try:
-            inner = self.inner.submit_task(_hamilton_task(cloudpickle.dumps(job), task))
-        except Exception as e:  # the cluster went away between runs
+            blob = cloudpickle.dumps(job)
+        except Exception as e:  # a global the function uses (a lock, a connection), an input
+            return _Done(self._finish_job(task, job, local, None, _Unpicklable(e)))
+        try:
+            inner = self.inner.submit_task(_hamilton_task(blob, task))
+        except Exception as e:  # the cluster went away since the run started
             return _Done(self._finish_job(task, job, local, None, e))
         p = _Pending(self, task, job, local, inner)
         self.pending.append(p)
@@ -900,9 +904,7 @@ class _CachingExecutor(h_executors.TaskExecutor):
             reason = getattr(step, "reason", "") or "upstream in the same task recomputed"
             out = (outs or {}).get(name)
             if out is None:
-                msg = (f"{self.engine.describe()} lost the task computing `{name}`: "
-                       f"{type(err).__name__}: {err}. A worker may have died or the cluster "
-                       f"may be gone; finished nodes are cached, re-run to resume.")
+                msg = _engine_failure(self.engine, name, err)
                 self._failed(name, reason, RuntimeError(msg), msg, 0.0, "engine", in_block,
                              step.code_version)
                 local[name] = _FailedNode(name)
@@ -1014,6 +1016,34 @@ class _CachingExecutor(h_executors.TaskExecutor):
             r.events.append(ev)
             r.emit(ev)
         self.blocks.clear()
+
+
+class _Unpicklable(Exception):
+    """What a job needs cannot be sent to the engine."""
+
+
+# Exceptions the engines raise for a worker process that died under a task.
+_WORKER_DIED = ("KilledWorker", "BrokenProcessPool", "WorkerCrashedError", "NodeDiedError",
+                "OutOfMemoryError")
+
+
+def _engine_failure(engine: Engine, name: str, err: BaseException | None) -> str:
+    """The message of a node whose task the engine could not run or return."""
+    what = f"{type(err).__name__}: {err}"
+    if isinstance(err, _Unpicklable):
+        cause = err.args[0]
+        return (f"`{name}` cannot be sent to {engine.kind}: {type(cause).__name__}: {cause}. "
+                f"Something it uses (a global, an input) cannot be pickled: pass it as an "
+                f"input made inside a node, or run this in the kernel with `%hamilton config "
+                f"executor=local`.")
+    if type(err).__name__ in _WORKER_DIED:
+        return (f"the worker computing `{name}` died ({what}). Finished nodes are cached: "
+                f"re-run to resume (a node that kills its worker every time — out of memory, "
+                f"a crash in native code — needs fixing first).")
+    return (f"{engine.describe()} could not run or return the task computing `{name}`: {what}. "
+            f"If the cluster went away, re-run to resume (finished nodes are cached); if its "
+            f"value cannot be pickled, run it in the kernel with `%hamilton config "
+            f"executor=local`.")
 
 
 class _Manager(h_executors.ExecutionManager):

@@ -302,13 +302,28 @@ def test_a_worker_dying_mid_task_fails_that_node_keeps_the_rest_and_rerun_resume
                 os._exit(1)  # the worker process dies mid-task
             return 1
     """
-    with pytest.raises(RuntimeError, match=r"lost the task computing `fragile`.*re-run"):
+    with pytest.raises(RuntimeError, match=r"worker computing `fragile` died.*re-run to resume"):
         nb.cell(body)
     st = nb.statuses()
     assert st["fragile"] == "failed" and st["steady"] == "computed"
     nb.cell(body)
     st = nb.statuses()
     assert st == {"steady": "cached", "fragile": "computed"}
+
+
+def test_a_node_using_an_unpicklable_global_fails_with_the_fix(on_dask):
+    nb = on_dask
+    nb.run("import threading; LOCK = threading.Lock()")
+    with pytest.raises(RuntimeError, match=r"`guarded` cannot be sent to dask.*executor=local"):
+        nb.cell("""
+            def guarded() -> int:
+                with LOCK:
+                    return 1
+
+            def free() -> int:
+                return 2
+        """)
+    assert nb.statuses() == {"guarded": "failed", "free": "computed"}
 
 
 def test_interrupt_cancels_the_pending_tasks_on_dask(on_dask, tmp_path):

@@ -54,6 +54,7 @@ from ._files import atomic_write
 
 STORE_FORMAT = 1
 INLINE_LIMIT = 2048  # pickles smaller than this live in the journal line itself: no file
+MAX_LINE = 16 * 2**20  # no journal record is longer (inline values are at most 2 kB)
 COMPACT_AFTER = 16  # journals of finished processes are merged into one when a store opens
 
 
@@ -639,6 +640,14 @@ class DiskStore:
                     fh.seek(start)
                     data = fh.read(st.st_size - start)
                 end = data.rfind(b"\n") + 1  # an incomplete last line is read next time
+                if end == 0 and len(data) > MAX_LINE:
+                    # No record is this long: garbage, which would be read again at every run.
+                    self._offsets[name] = start + len(data)
+                    self._skipped.add(name)
+                    warnings.warn(f"hamilton_nb: skipped {len(data)} bytes without a line break "
+                                  f"in cache journal {path}: not a journal. Delete it.",
+                                  stacklevel=2)
+                    continue
                 records += self._parse_lines(path, data[:end])
                 self._offsets[name] = start + end
             records.sort(key=lambda r: r["at"])

@@ -361,6 +361,19 @@ def test_compaction_merges_good_journals_and_keeps_one_with_a_refused_record(tmp
     assert len(w) == 1 and str(damaged) in w[0]
 
 
+def test_huge_journal_without_line_breaks_is_skipped_once(tmp_path, calls):
+    cache = tmp_path / "cache"
+    computed(cache, calls)
+    junk = cache / "index" / "junk.jsonl"
+    junk.write_bytes(b"x" * (17 * 2**20))
+    with ours() as w:
+        store = DiskStore(cache)
+        assert len(store.entries()) == 3
+        store.refresh()
+        store.close()
+    assert len(w) == 1 and "junk.jsonl" in w[0]
+
+
 def test_checkpoint_manifest_with_cells_not_a_list_is_skipped_and_moved_aside(tmp_path, calls):
     cache = tmp_path / "cache"
     p = computed(cache, calls)

@@ -585,7 +585,8 @@ def test_lab_dag_magic_draws_the_live_dag(
     page = _open_notebook(browser, lab, path, request)
     try:
         run_all(page)
-        out = page.locator(".jp-OutputArea-output.hnb-run-output")
+        # (the widget panel's graph tab is drawn by the same renderer: look in the dag cell)
+        out = _cell(page, "dag").locator(".jp-OutputArea-output.hnb-run-output")
         out.locator('g.hnb-node[data-node="doubled"]').wait_for(timeout=30_000)
         assert out.locator('g.hnb-node[data-node="raw"]').count() == 1
         assert out.locator('g.hnb-node[data-node="doubled"]').get_attribute(

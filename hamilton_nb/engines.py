@@ -294,7 +294,8 @@ class RayEngine(Engine):
             except Exception as e:  # ray.init raises plain Exception for a slow raylet too
                 where = f"the Ray cluster at {address}" if address else "a local Ray instance"
                 raise EngineError(
-                    f"Cannot start or reach {where}: {type(e).__name__}: {e}. Start it or fix "
+                    f"Cannot start or reach {where}: {type(e).__name__}: "
+                    f"{str(e).rstrip('.')}. Start it or fix "
                     f"the address (a busy machine may need a retry), or fall back to the kernel "
                     f"with `%hamilton config executor=local`."
                 ) from None

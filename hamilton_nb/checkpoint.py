@@ -79,7 +79,7 @@ class RestoreReport:
     notebook: str | None = None  # whose last state (None: the working folder's)
     folder: str | None = None  # the working folder, when no notebook is known
     cells: list[str] = field(default_factory=list)  # cell ids registered again
-    bound: list[str] = field(default_factory=list)  # nodes whose value is bound (lazily)
+    bound: list[str] = field(default_factory=list)  # names bound in the notebook
     failed_cells: dict[str, str] = field(default_factory=dict)  # cell id -> why
     missing_values: list[str] = field(default_factory=list)  # value gone from the cache
     #: code (a helper, constant, default, ...) or an input changed since the value was made:

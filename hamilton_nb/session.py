@@ -452,7 +452,7 @@ class Session:
             fix = (f"rename the function (e.g. `def {name}_value(...)`)" if fname == name else
                    f"rename that output of `{fname}`")
             raise CellError(
-                f"Node `{name}` would overwrite {what} in the notebook. To keep both, {fix}; "
+                f"Node `{name}` would overwrite {what}. To keep both, {fix}; "
                 f"to let the node have the name, `del {name}` first and re-run this cell."
                 if before is not _MISSING else
                 f"Node `{name}` would hide {what}. Choose another name: {fix}."
@@ -854,6 +854,10 @@ def _describe(name: str, value: Any, builtin: bool, dag: LiveDag) -> str:
         return f"the imported module `{name}`"
     if name in dag.nodes and dag.nodes[name].user_defined:
         return f"the notebook variable `{name}` (an external input of the DAG)"
+    if isinstance(value, types.FunctionType | type):
+        # Often the same function run earlier as an ordinary cell: `del` is the fix then.
+        return f"the {'function' if isinstance(value, types.FunctionType) else 'class'} " \
+               f"`{name}` defined in the notebook"
     return f"the notebook variable `{name}`"
 
 

@@ -146,6 +146,8 @@ def test_node_that_mutates_its_input_is_warned_and_does_not_change_what_others_s
     ("import hamilton_nb", "hamilton_nb", "the imported module `hamilton_nb`"),
     ("", "get_ipython", "get_ipython"),
     ("threshold = 0.5", "threshold", "the notebook variable `threshold`"),
+    # e.g. the cell ran once as an ordinary cell before %%hamilton was added
+    ("def helper(b):\n    return b", "helper", "the function `helper` defined in the notebook"),
 ])
 def test_node_that_would_overwrite_a_notebook_name_is_refused(nb, setup, name, what):
     nb.run(setup)

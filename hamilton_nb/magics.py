@@ -18,7 +18,13 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
 
-from .report import DagView, interrupt_note, run_report, user_traceback
+from .report import (
+    DagView,
+    cached_check_warnings,
+    interrupt_note,
+    run_report,
+    user_traceback,
+)
 
 if TYPE_CHECKING:
     from .session import Session
@@ -226,6 +232,11 @@ class HamiltonMagics(Magics):
             self.session.bind(outcome, names)
         if not quiet and panel is None:
             display(run_report(self.session, outcome.events))
+        # @check_output(importance="warn"): Hamilton logs a failed check when it runs; a cached
+        # result runs nothing, so say it again, marked as coming from the cache.
+        checks = cached_check_warnings(self.session, outcome.events)
+        if checks:
+            print(checks, file=sys.stderr)
         if bind and not outcome.interrupted:
             # Never silent: even with --quiet, a name left holding an outdated value is said.
             try:

@@ -145,7 +145,10 @@ def cell_label(session: Any, cell_id: str | None) -> str:
         (c for c in session.dag.cells.values() if c.jupyter_id == cell_id), None)
     if cell is None:
         return cell_id
-    names = list(cell.nodes) or list(cell.functions)
+    # The nodes named like the cell's functions first (not Hamilton's helper nodes such as
+    # `x_range_validator` of a @check_output).
+    names = [n for n in cell.nodes if n in cell.functions] or list(cell.nodes) or \
+        list(cell.functions)
     if not names:
         return "(no nodes)"
     return names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "")
@@ -278,3 +281,39 @@ def user_traceback(err: BaseException) -> BaseException:
     for t in reversed(frames):
         new = types.TracebackType(new, t.tb_frame, t.tb_lasti, t.tb_lineno)
     return err.with_traceback(new)
+
+
+DQ_TAG = "hamilton.data_quality.contains_dq_results"  # Hamilton's tag of @check_output nodes
+
+
+def failed_checks(session: Any, events: Sequence[NodeEvent]) -> list[tuple[str, str, bool]]:
+    """``(validator node, message, from_cache)`` of the ``@check_output`` checks that failed in
+    a run. A check with ``importance="warn"`` is logged by Hamilton when it runs; when its
+    result comes from the cache nothing runs, so nothing would say it (the value is tiny)."""
+    out = []
+    for e in events:
+        n = session.dag.nodes.get(e.node)
+        if n is None or not n.tags.get(DQ_TAG) or e.status not in (Status.COMPUTED,
+                                                                   Status.CACHED):
+            continue
+        entry = session.store.latest(e.node)
+        if entry is None or entry.data_version != e.data_version:
+            entry = next((x for x in session.store.entries()
+                          if x.node == e.node and x.data_version == e.data_version), None)
+        if entry is None:
+            continue
+        try:
+            value = session.store.load(entry)
+        except Exception:  # an unreadable entry says nothing about the check; the run said it
+            continue
+        for r in value if isinstance(value, list) else [value]:
+            if getattr(r, "passes", True) is False:
+                out.append((e.node, str(getattr(r, "message", "")),
+                            e.status is Status.CACHED))
+    return out
+
+
+def cached_check_warnings(session: Any, events: Sequence[NodeEvent]) -> str:
+    """The warnings of failed checks served from the cache, one line each ('' if none)."""
+    return "\n".join(f"[{node}] check failed (from the cache, as when it ran): {message}"
+                     for node, message, cached in failed_checks(session, events) if cached)

@@ -61,3 +61,25 @@ def test_checkpoint_diff_says_what_changed(nb: Any) -> None:
     assert what["extra"] == "`extra` added with a new cell"
     listed = nb.line("checkpoint list")
     assert (listed["created"].dt.microsecond == 0).all()  # to the second
+
+
+def test_warn_level_checks_are_shown_when_computed_and_again_from_the_cache(
+    nb: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    nb.run("import pandas as pd\nfrom hamilton.function_modifiers import check_output")
+    body = ("@check_output(range=(0, 10), importance='warn')\n"
+            "def val() -> pd.Series:\n    return pd.Series([1, 50])\n")
+    with capture_output() as first, caplog.at_level("WARNING"):
+        nb.cell(body)
+    # computed: Hamilton's own warning (a log record; pytest captures the logging)
+    assert "1 outside" in caplog.text and "from the cache" not in first.stderr
+    caplog.clear()
+    with capture_output() as second, caplog.at_level("WARNING"):
+        nb.cell(body)
+    assert "1 outside" not in caplog.text  # nothing ran: Hamilton said nothing
+    assert nb.statuses()["val_range_validator"] == "cached"
+    assert "check failed (from the cache, as when it ran)" in second.stderr
+    assert "1 outside" in second.stderr
+    with capture_output() as fixed:
+        nb.cell(body.replace("50", "5"))
+    assert "check failed" not in fixed.stderr and "validator failed" not in fixed.stderr

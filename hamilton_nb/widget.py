@@ -749,10 +749,12 @@ class Panel(W.VBox):
         from IPython.display import display
 
         cell, msg = _current_execution()
-        if self._handle is not None and (cell is None or cell != self._handle_cell):
+        reexecuted = cell is not None and cell == self._handle_cell and msg != self._handle_msg
+        if self._handle is not None and not reexecuted:
             # The snapshot is of the run that output showed, not of nodes registered since.
-            # Never into the cell being executed again: the client has cleared its outputs
-            # (nbclient would fail on the update; Lab would ignore it).
+            # Never into a cell being executed again: the client has cleared its outputs
+            # (nbclient would fail on the update; Lab would ignore it). Within one execution
+            # (two runs in one cell) the earlier output is still there.
             self._handle.update(self.static_bundle(last_run_only=True), raw=True)
         self._handle = display(self, display_id=True)
         self._handle_cell, self._handle_msg = cell, msg

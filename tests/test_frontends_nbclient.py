@@ -28,6 +28,7 @@ CELL_A = ("%%hamilton\ndef raw() -> int:\n    return 21\n\n"
           "def clean(raw: int) -> int:\n    return raw * 2\n")
 CELL_B = "%%hamilton\ndef total(clean: int) -> int:\n    return clean + 1\n"
 CELL_C = "print('total is', total)"
+CELL_D = "%hamilton run raw\n%hamilton run total"  # two runs in one cell
 
 
 def _notebook(*sources: str) -> nbformat.NotebookNode:
@@ -65,11 +66,12 @@ def _state(output: dict) -> dict[str, str]:
 
 
 def test_reexecuting_and_out_of_order_cells_never_break_nbclient(cache_env: Path) -> None:
-    nb = _notebook(LOAD, CELL_A, CELL_B, CELL_C)
+    nb = _notebook(LOAD, CELL_A, CELL_B, CELL_C, CELL_D)
     client = _client(nb, cache_env)
     with client.setup_kernel():
         for index in (0, 1, 1, 2, 1, 2, 2, 3, 1, 3):  # again, back, and again
             client.execute_cell(nb.cells[index], index)
+        checkpoint = nbformat.from_dict(nb)
     # Each cell shows one panel output, with the state of its own last execution.
     for index in (1, 2):
         [out] = _panel_outputs(nb.cells[index])
@@ -81,6 +83,19 @@ def test_reexecuting_and_out_of_order_cells_never_break_nbclient(cache_env: Path
     [snap] = _panel_outputs(nb.cells[2])
     assert WIDGET_MIME not in snap["data"]
     assert _state(snap)["total"] == "cached"
+
+    # Two runs in one cell, executed twice: within an execution the first panel output becomes
+    # a snapshot, and one live panel is left in the notebook.
+    nb = checkpoint
+    client = _client(nb, cache_env)
+    with client.setup_kernel():
+        for index in (0, 1, 2, 4, 4):
+            client.execute_cell(nb.cells[index], index)
+    first, second = _panel_outputs(nb.cells[4])
+    assert WIDGET_MIME not in first["data"] and WIDGET_MIME in second["data"]
+    assert _state(first) == {"raw": "cached"}
+    live = [o for c in nb.cells for o in _panel_outputs(c) if WIDGET_MIME in o["data"]]
+    assert len(live) == 1
 
 
 def test_saved_notebook_cells_carry_their_own_final_state(cache_env: Path) -> None:

@@ -21,6 +21,7 @@ from IPython.display import display
 from .report import (
     DagView,
     cached_check_warnings,
+    front_state,
     interrupt_note,
     run_report,
     user_traceback,
@@ -341,7 +342,8 @@ class HamiltonMagics(Magics):
         return self.session.status()
 
     def _cmd_dag(self, rest: list[str]) -> None:
-        display(DagView(dag_text(self.session), self.session.dag_state()))
+        # front_state: the state the side panel gets (true stale reasons, cleared entries)
+        display(DagView(dag_text(self.session), front_state(self.session)))
 
     def _cmd_why(self, rest: list[str]) -> None:
         if len(rest) != 1:

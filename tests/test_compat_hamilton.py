@@ -509,3 +509,38 @@ def test_config_line_keeps_the_quoted_strings_of_a_dict_literal(_shell, compat_r
         assert hamilton_nb.session().dag.config == {"cols": ["a", "b"], "mode": "fast x"}
     finally:
         hamilton_nb.session().set_config({})
+
+
+# -- a real kernel ----------------------------------------------------------------------------
+
+KERNEL_CASES = ["hello_world-b", "load_from_csv-a", "subdag-c"]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("case_id", KERNEL_CASES)
+def test_restarted_real_kernel_on_same_cache_computes_nothing(_shell, compat_root, case_id):
+    """What a user does: the notebook, sent cell by cell (with cell ids) to a new ipykernel in
+    the same folder, after the cache was filled; every node comes from the cache."""
+    from test_kernel import Kernel
+
+    name, layout = case_id.rsplit("-", 1)
+    case = notebook_case(_shell, compat_root, name, layout)
+    assert case.run.error is None, case.run.error
+    k = Kernel(case.workdir, case.cache_dir)
+    try:
+        k.ok("%load_ext hamilton_nb\nimport hamilton_nb\n_events = []\n"
+             "_unsubscribe = hamilton_nb.session().subscribe(lambda e: _events.append("
+             "[e.node, e.status.value, e.reason]) if e.kind == 'node_finished' else None)")
+        for cell in case.cells:
+            k.ok(cell.source, cell.cell_id)
+        final = json.dumps(list(case.fx.final_vars))
+        k.ok(f"_values = hamilton_nb.session().run({final})")
+        events = k.json("_events")
+        last = k.json("hamilton_nb.session().last_run()[['node', 'status']].values.tolist()")
+    finally:
+        k.kc.stop_channels()
+        k.km.shutdown_kernel(now=True)
+    assert events and last
+    ran = [e for e in events if e[1] != "cached" and e[0] not in case.fx.may_run]
+    assert not ran, f"the restarted kernel computed: {ran}"
+    assert all(s == "cached" for n, s in last if n not in case.fx.may_run), last

@@ -432,6 +432,7 @@ class Panel(W.VBox):
         self._stale_reasons: dict[str, str] = {}
         self._cleared: set[str] = set()  # entries gone since the value was stored
         self._shorts: dict[str, str] = {}  # node -> name as shown in the table
+        self._counts: dict[str, int] = {}  # cell -> execution count of its last registration
         self._timer: threading.Timer | None = None
         self._lock = threading.RLock()  # the flush timer runs in another thread
         self._armed = False
@@ -445,6 +446,10 @@ class Panel(W.VBox):
         last = session.last_run()
         self._run_events = [session.node_events[n] for n in last["node"]
                             if n in session.node_events]
+        current, _ = _current_execution()  # the cell that creates the panel just registered
+        for cid, c in list(session.dag.cells.items()):
+            if current is not None and c.jupyter_id == current:
+                self._note_execution_count(cid)
         self.refresh()
 
     # -- state ---------------------------------------------------------------------------------
@@ -495,6 +500,9 @@ class Panel(W.VBox):
         ev = s.node_events.get(name)
         cell = s.dag.node_cell.get(name)
         label = cell_label(s, cell)
+        count = self._counts.get(cell) if cell else None
+        if count is not None:
+            label = f"[{count}] {label}"
         live = self._live.get(name)
         if live is not None:
             prev = _row_from_event(ev, False) if ev else Row(name, live)
@@ -654,7 +662,28 @@ class Panel(W.VBox):
             self.refresh()
             self._write_final_state()
         elif isinstance(ev, DagChanged) and not self._running:
+            self._note_execution_count(ev.cell_id)
             self.refresh()
+
+    def _note_execution_count(self, cell_id: str | None) -> None:
+        """Remember the prompt number ``[n]`` of the cell being registered, when the front-end
+        says which notebook cell this execution is (JupyterLab and Notebook 7 do): that is how
+        people name cells. A cell registered another way (restore) keeps no number."""
+        cell = self.session.dag.cells.get(cell_id) if cell_id else None
+        if cell is None:
+            return
+        self._counts.pop(cell_id, None)
+        current, _ = _current_execution()
+        if current is None or cell.jupyter_id is None or current != cell.jupyter_id:
+            return
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        # The cell's input is stored in the history before it runs, under its prompt number
+        # (``execution_count`` is already the next number while a cell runs in IPython 9).
+        history = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
+        if history:
+            self._counts[cell_id] = len(history) - 1
 
     @contextmanager
     def live(self) -> Iterator[Panel]:

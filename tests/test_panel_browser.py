@@ -47,8 +47,9 @@ def test_panel_shows_statuses_and_recompute_updates_the_row(lab: Lab, browser: A
             row = _row(page, node)
             assert row.locator(f".hnbw-status-{status}").count() == 1, (node, status)
             assert row.locator(".hnbw-c-node").text_content() == node
-        # the cell is named as users know it (its first node), not by its id
-        assert _row(page, "features").locator(".hnbw-c-cell").text_content() == "features"
+        # the cell is named as users know it (its prompt number and first node), not by its id
+        assert _row(page, "features").locator(".hnbw-c-cell").text_content() == "[3] features"
+        assert _row(page, "raw").locator(".hnbw-c-cell").text_content() == "[2] raw +1"
         summary = panel.locator(".hnbw-summary").text_content()
         assert summary.startswith("3 nodes: 2 cached, 1 computed"), summary
         shot(page, "widget-panel")

@@ -85,9 +85,6 @@ class Engine:
         """Can workers write to the cache folder ``root``? (Checked once per folder.)"""
         return True
 
-    def label(self) -> str:
-        return KERNEL
-
     def check(self) -> None:
         """Raise :class:`EngineError` if the engine cannot take work now (cheap: no round trip)."""
 
@@ -129,15 +126,20 @@ class _SpawnProcessExecutor(h_executors.MultiProcessingExecutor):
 
     def create_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         import multiprocessing
-        import sys
 
-        main = sys.modules.get("__main__")
-        if main is not None and not hasattr(main, "__spec__"):
-            # IPython's stand-in __main__ (a plain InteractiveShell) has no __spec__, which
-            # spawn reads; None is what a script run as `python file.py` has.
-            main.__spec__ = None
+        _main_spec_for_spawn()
         return concurrent.futures.ProcessPoolExecutor(
             max_workers=self.max_tasks, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _main_spec_for_spawn() -> None:
+    """Let ``spawn`` start workers from a plain IPython shell: its stand-in ``__main__`` has no
+    ``__spec__``, which spawn reads; None is what a script run as ``python file.py`` has."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    if main is not None and not hasattr(main, "__spec__"):
+        main.__spec__ = None
 
 
 class ProcessesEngine(Engine):
@@ -207,6 +209,7 @@ class DaskEngine(Engine):
         if client is None and address is None:
             # Nothing given: a local cluster of worker processes, one thread each (CPU-bound
             # Python nodes hold the GIL).
+            _main_spec_for_spawn()
             cluster = distributed.LocalCluster(
                 n_workers=os.cpu_count() or 2, threads_per_worker=1, processes=True,
                 dashboard_address=None)
@@ -223,7 +226,7 @@ class DaskEngine(Engine):
             self._own_client = client
         self.client = client
         self.address = getattr(client.scheduler, "address", address)
-        self._executor = _DaskExecutor(client=client)
+        self._executor = _dask_executor(client)
         # Import hamilton_nb on every worker now, in the background (seconds per worker that
         # the first run would otherwise wait for). Held so dask does not drop them.
         self._warm = [client.submit(_warm_up, pure=False, workers=[w], allow_other_workers=False)
@@ -264,13 +267,11 @@ class DaskEngine(Engine):
             self._own_cluster.close()
 
 
-class _DaskExecutor:
-    """Lazily imported subclass holder (h_dask imports dask at module import)."""
+def _dask_executor(client: Any) -> h_executors.TaskExecutor:
+    # Imported here: hamilton.plugins.h_dask imports dask, which only the Dask engine needs.
+    from hamilton.plugins import h_dask
 
-    def __new__(cls, client: Any) -> Any:
-        from hamilton.plugins import h_dask
-
-        return h_dask.DaskExecutor(client=client)
+    return h_dask.DaskExecutor(client=client)
 
 
 class RayEngine(Engine):
@@ -412,6 +413,8 @@ class _Step:
     fmt: str
     storable: bool  # behavior "default" and a key: the worker may store it
     expand: bool
+    behavior: str = "default"
+    reason: str = ""  # why it must compute (for the event; read in the kernel)
 
 
 @dataclasses.dataclass
@@ -799,9 +802,7 @@ class _CachingExecutor(h_executors.TaskExecutor):
         step = _Step(
             name, n.callable, tuple(n.input_types), key, parts.get("code_version"), parts,
             r._format(n), beh == "default" and key is not None,
-            n.node_role == h_node.NodeType.EXPAND)
-        step.reason = reason  # type: ignore[attr-defined]  # kernel-side only
-        step.behavior = beh  # type: ignore[attr-defined]
+            n.node_role == h_node.NodeType.EXPAND, beh, reason)
         return step
 
     def _as_input(self, name: str, v: Any, collected: bool) -> tuple[Any, str | None]:
@@ -902,7 +903,7 @@ class _CachingExecutor(h_executors.TaskExecutor):
         for step in job.steps:
             name = step.name
             n = nodes[name]
-            reason = getattr(step, "reason", "") or "upstream in the same task recomputed"
+            reason = step.reason or "upstream in the same task recomputed"
             out = (outs or {}).get(name)
             if out is None:
                 msg = _engine_failure(self.engine, name, err)
@@ -927,7 +928,7 @@ class _CachingExecutor(h_executors.TaskExecutor):
             key, parts = step.key, step.parts
             if key is None:  # computed after another miss in this task: key it now
                 key, parts = r._key(n, name)
-            beh = getattr(step, "behavior", "default")
+            beh = step.behavior
             if out.entry is not None:
                 entry = out.entry
                 r.dv[name] = entry.data_version

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -164,6 +165,11 @@ def test_processes_engine_runs_notebook_functions_with_their_helpers(local_after
 def dask_client():
     dask = pytest.importorskip("dask")
     distributed = pytest.importorskip("distributed")
+    # The in-process IPython shell replaced __main__ with a module that has no __spec__, which
+    # the nanny's spawn reads (a Jupyter kernel's __main__ has one).
+    main = sys.modules["__main__"]
+    if not hasattr(main, "__spec__"):
+        main.__spec__ = None
     # A task whose worker dies fails at once instead of being retried on the other worker.
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

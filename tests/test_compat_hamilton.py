@@ -16,9 +16,11 @@ ordinary notebook cell whose variables are the driver's inputs; ``data`` are fil
 Modules not covered because they need packages this project does not install: tests/resources
 narwhals_example (narwhals, polars), spark/* (pyspark), examples/polars/* (polars),
 examples/materialization/datasaver_dataloader_example and examples/airflow/.../train_model.py
-(scikit-learn). Refused by design, with the fix (see test_graph_and_magics): modules using
-Parallelizable/Collect (dynamic_parallelism/*, nodes_with_future_annotation) and async nodes
-(mutate_async, pipe_async, simple_async_module).
+(scikit-learn), examples/feast/.../feature_transformations.py (fails under pandas 3 with a plain
+driver too: `rolling("3H")`). Refused by design, with the fix: async nodes (mutate_async,
+pipe_async, simple_async_module), and pipe_output.py / mutate.py, whose `chain_not_using_*`
+nodes call node functions by name (tested below). Of the Parallelizable modules only
+nodes_with_future_annotation is covered.
 """
 
 from __future__ import annotations
@@ -114,6 +116,20 @@ FIXTURES = [
              "absenteeism_time_in_hours"),
             config="dict(location='Absenteeism_at_work.csv', execution='normal')",
             data=("Absenteeism_at_work.csv",)),
+    # feature_logic alone (the loader module above is refused, see BUILTIN_NODE)
+    Fixture("check_output_config_when_in", ("ex_dq_feature_logic",),
+            ("age_zero_mean_unit_variance", "has_children", "is_summer", "has_pet",
+             "day_of_the_week_2", "day_of_the_week_6", "seasons_1", "seasons_4"),
+            inputs=textwrap.dedent('''\
+                import pandas as pd
+                age = pd.Series([33.0, 50.0, 38.0, 39.0, 28.0, 41.0])
+                seasons = pd.Series([1, 2, 3, 4, 1, 2])
+                day_of_the_week = pd.Series([2, 3, 4, 5, 6, 2])
+                son = pd.Series([0, 1, 2, 0, 1, 0])
+                pet = pd.Series([1, 0, 0, 2, 0, 1])
+                month_of_absence = pd.Series([1, 5, 7, 12, 2, 9])
+                '''),
+            config="dict(execution='normal')"),
     Fixture("load_from_csv", ("ex_load_data_csv", "ex_prep_data"),
             ("total_signups", "total_churn", "total_marketing_spend", "acquisition_cost",
              "twitter_spend_smoothed", "facebook_spend_smoothed", "radio_spend_smoothed",

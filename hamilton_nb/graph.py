@@ -54,8 +54,11 @@ class CellDef:
     jupyter_id: str | None = None  # the notebook cell that last registered it (front-end id)
     # Namespace values (or _MISSING) that executing the cell replaced: what rollback restores.
     prior: dict[str, Any] = field(default_factory=dict, repr=False)
-    # Per node function: global names it calls, e.g. `a()` (a node's name there is a mistake).
-    global_calls: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    # The node functions' ASTs: to find a node's function called by name (see _called_nodes).
+    fdefs: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(
+        default_factory=dict, repr=False, compare=False)
+    # runner.py's per-node facts about this registration's functions (see _pure_key).
+    pure: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def frontend_id(self) -> str:
@@ -245,7 +248,7 @@ def _resolve_cell(cell_id, body, filename, tree, user_ns, config, prior, targets
     for name, fn in functions.items():
         fcodes[inspect.unwrap(fn).__code__] = analyze_function(fn, fdefs.get(name), user_ns)
     cell = CellDef(cell_id, body, filename, functions, fcodes, published, prior=prior,
-                   global_calls={n: _global_calls(f, fdefs.get(n)) for n, f in functions.items()})
+                   fdefs={n: fdefs[n] for n in functions if n in fdefs})
     cell.nodes = resolve_cell_nodes(cell, config)
     return cell
 
@@ -315,29 +318,28 @@ def _check_signature(fname: str, fn: Any) -> None:
         )
 
 
-def _global_calls(fn: Any, fdef: ast.FunctionDef | ast.AsyncFunctionDef | None) -> frozenset[str]:
-    """Global names ``fn`` calls as functions (``name(...)``), from its AST."""
-    if fdef is None:
-        return frozenset()
-    code = inspect.unwrap(fn).__code__
-    globals_read = set(code.co_names)
-    todo = [c for c in code.co_consts if isinstance(c, types.CodeType)]
-    while todo:
-        c = todo.pop()
-        globals_read |= set(c.co_names)
-        todo.extend(x for x in c.co_consts if isinstance(x, types.CodeType))
-    called = {
-        n.func.id for stmt in fdef.body for n in ast.walk(stmt)
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
-    }
-    return frozenset(called & globals_read)
-
-
 def _called_nodes(cell: CellDef, is_node: Callable[[str], bool]) -> None:
     """A node function calling another node's function by name works in a module (the name
     is the function) but not in a notebook, where the name holds the node's *value*."""
-    for fname, calls in cell.global_calls.items():
-        bad = sorted(n for n in calls if n != fname and is_node(n))
+    for fname, fn in cell.functions.items():
+        code = inspect.unwrap(fn).__code__
+        names = set(code.co_names)
+        todo = [c for c in code.co_consts if isinstance(c, types.CodeType)]
+        while todo:
+            c = todo.pop()
+            names.update(c.co_names)
+            todo.extend(x for x in c.co_consts if isinstance(x, types.CodeType))
+        # Cheap first: does the code read a node's name as a global at all? Only then look for
+        # a call in the AST (reading a node's name as a global value is a different matter).
+        suspects = {n for n in names if n != fname and is_node(n)}
+        fdef = cell.fdefs.get(fname)
+        if not suspects or fdef is None:
+            continue
+        called = {
+            n.func.id for stmt in fdef.body for n in ast.walk(stmt)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+        }
+        bad = sorted(called & suspects)
         if bad:
             b = bad[0]
             raise CellError(
@@ -550,7 +552,8 @@ class LiveDag:
         """Re-link in place (cannot fail: everything was validated by _plan)."""
         nodes = self.nodes
         gone = set(old.nodes) if old else set()
-        new = {name: n.copy(include_refs=False) for name, n in cell.nodes.items()}
+        # The cell's nodes were resolved for this registration alone: link them as they are.
+        new = dict(cell.nodes)
         # Who pointed at the names being replaced (other cells' nodes).
         dependants: dict[str, list[h_node.Node]] = {}
         for name in {*gone, *new}:
@@ -619,7 +622,8 @@ class LiveDag:
                 self._fcodes.pop(code, None)
         self._fcodes.update(cell.fcodes)
         self.cells = {**self.cells, cell.cell_id: cell}
-        self._order = None
+        if old is None or _shape(old) != _shape(cell):
+            self._order = None  # same nodes with the same inputs keep their order
 
     def add_cells(self, new: Iterable[CellDef]) -> None:
         """Register (or replace) several cells with one graph build (checkpoint restore);
@@ -631,7 +635,7 @@ class LiveDag:
 
     def remove_cell(self, cell_id: str) -> CellDef:
         cell = self.cells[cell_id]
-        empty = dataclasses.replace(cell, nodes={}, functions={}, fcodes={}, global_calls={})
+        empty = dataclasses.replace(cell, nodes={}, functions={}, fcodes={}, fdefs={})
         self._apply(empty, cell, self._plan(empty, cell))
         cells = dict(self.cells)
         del cells[cell_id]
@@ -641,7 +645,8 @@ class LiveDag:
     def set_config(self, config: Mapping[str, Any]) -> None:
         """Re-resolve every cell with a new Hamilton config (``@config.when`` etc.)."""
         resolved = {cid: resolve_cell_nodes(c, config) for cid, c in self.cells.items()}
-        cells = {cid: dataclasses.replace(c, nodes=resolved[cid]) for cid, c in self.cells.items()}
+        cells = {cid: dataclasses.replace(c, nodes=resolved[cid], pure={})  # nodes may differ
+                 for cid, c in self.cells.items()}
         self._set_all(cells, config)
 
     def clear(self) -> None:

@@ -261,11 +261,14 @@ class HamiltonMagics(Magics):
     def hamilton(self, line: str, cell: str | None = None) -> Any:
         # The docstring is HELP (set below), so `%hamilton?` shows the whole reference.
         __tracebackhide__ = True  # a node's traceback starts at the user's code
-        if cell is None:
-            return self._line(line)
-        # A cell registers and then runs: its last-state record is written once, at the end.
-        with self.session.checkpoints.deferred():
-            return self._cell_magic(line, cell)
+        if cell is None and line.strip() in ("", "help", "-h", "--help"):
+            return self._line(line)  # no session needed (and none created) to print help
+        with self.session.one_request():
+            if cell is None:
+                return self._line(line)
+            # A cell registers, then runs: its last-state record is written once, at the end.
+            with self.session.checkpoints.deferred():
+                return self._cell_magic(line, cell)
 
     def _cell_magic(self, line: str, cell: str) -> Any:
         __tracebackhide__ = True

@@ -18,6 +18,7 @@ Every node ends in exactly one :class:`~hamilton_nb.events.NodeEvent`.
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import os
 import sys
@@ -730,22 +731,51 @@ class _CacheAdapter(BaseDoNodeExecute):
         return self.runner.execute_node(node_, kwargs)
 
 
+_BUILTINS = frozenset(vars(builtins))
+
+
 def _pure_key(name: str, fns: Any, cell: Any, config: Mapping[str, Any]) -> tuple | None:
     """Content key of a node whose code version only its functions' source decides, or None
-    when it reads anything live (see Runner._code_version)."""
-    statics = []
+    when it reads anything live (see Runner._code_version).
+
+    What cannot change after a cell is registered (the analysis, the imports and environment
+    its code names) is worked out once per registration and kept on the cell; what can (a
+    reassigned default, a builtin shadowed by a notebook variable) is checked every time."""
+    fixed = cell.pure.get(name, _UNSET)
+    if fixed is _UNSET:
+        fixed = cell.pure[name] = _pure_parts(fns, cell)
+    if fixed is None:
+        return None
+    statics, raws, builtin_names = fixed
+    for raw in raws:
+        if raw.__defaults__ or raw.__kwdefaults__ or raw.__closure__:
+            return None
+        g = raw.__globals__
+        if any(n in g for n in builtin_names):
+            return None
+    return ("pure-code-version", HAMILTON_VERSION, name, *statics, *sorted(config))
+
+
+_UNSET: Any = object()
+
+
+def _pure_parts(fns: Any, cell: Any) -> tuple | None:
+    statics, raws, builtin_names = [], [], set()
     for fn in fns:
         raw = inspect.unwrap(fn)
         code = getattr(raw, "__code__", None)
         fc = cell.fcodes.get(code) if code is not None else None
-        if (fc is None or fn is not raw or fc.global_names or fc.decorator_values
-                or raw.__defaults__ or raw.__kwdefaults__ or raw.__closure__):
+        if fc is None or fn is not raw or fc.decorator_values:
+            return None
+        if any(n not in _BUILTINS for n in fc.global_names):
             return None
         info = code_info(code)
         if info.imports or info.env_names:
             return None
         statics.append(fc.static)
-    return ("pure-code-version", HAMILTON_VERSION, name, *statics, *sorted(config))
+        raws.append(raw)
+        builtin_names.update(fc.global_names)
+    return tuple(statics), tuple(raws), tuple(builtin_names)
 
 
 _SMALL_INPUT = 1 << 16  # an upstream value this small may be a path a data loader reads

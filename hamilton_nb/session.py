@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,8 @@ class Session:
         self._config_keys: dict[Any, list[str]] = {}
         self._run_counter = 0
         self._last: RunOutcome | None = None
+        self._request = False  # inside one_request()
+        self._stale_memo: frozenset[str] | None = None  # stale_nodes() within one request
         self.node_events: dict[str, NodeEvent] = {}  # latest event of every node
         self.running = False
         # name -> (id() of the object we bound, its data version): names hamilton_nb bound
@@ -214,7 +216,21 @@ class Session:
 
         return unsubscribe
 
+    @contextlib.contextmanager
+    def one_request(self) -> Iterator[None]:
+        """Scope of one user request (a magic): nothing changes the namespace inside it but
+        the session itself, so staleness computed once is reused until an event or the end."""
+        outer = self._request
+        self._request = True
+        try:
+            yield
+        finally:
+            self._request = outer
+            if not outer:
+                self._stale_memo = None
+
     def _emit(self, event: Event) -> None:
+        self._stale_memo = None  # the DAG, a run or an entry changed: staleness may have too
         if isinstance(event, NodeEvent):
             self.node_events[event.node] = event
         for cb in list(self._listeners):
@@ -644,6 +660,14 @@ class Session:
         """Nodes whose code, or an upstream's value or code, changed since their value was made."""
         if not self.node_events:
             return set()
+        if self._stale_memo is not None:
+            return set(self._stale_memo)
+        stale = self._stale_nodes()
+        if self._request:  # the report, the stale line, the panel and the lab ask in turn
+            self._stale_memo = frozenset(stale)
+        return stale
+
+    def _stale_nodes(self) -> set[str]:
         runner = Runner(self.dag, self.store, lambda e: None, self.settings, self._static,
                         self._config_keys)
         runner.versioner = CodeVersioner(self._static)

@@ -235,8 +235,10 @@ ALL_NODES_NEED_INPUTS = (
     "plain driver never asks for; the cell fails with 'Missing input(s): col_1'")
 CLASS_IN_ORDINARY_CELL = (
     "versions: a node whose function uses a class defined in an ordinary cell (ModelObject) "
-    "gets a new code version after it runs ('global `ModelObject` changed'), so saved_file "
-    "is recomputed in the fresh process ('upstream `fit_model` changed')")
+    "gets a new code version after it runs ('global `ModelObject` changed'): pickling the "
+    "first instance makes copyreg add `__slotnames__` to the class, and _class_version "
+    "hashes vars(cls) without skipping it; so saved_file is recomputed in the fresh process "
+    "('upstream `fit_model` changed')")
 PARALLEL_WITHOUT_COLLECT = (
     "hangs: a cell whose node consumes a Parallelizable from another cell without its "
     "Collect (`def standard(parallelized: int)`) never returns (Hamilton's "

@@ -24,6 +24,7 @@ import os
 import sys
 import time
 import traceback
+import types
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
@@ -44,11 +45,13 @@ from .versions import (
     CodeVersioner,
     DataFile,
     Unhashable,
+    _lib_version,
     fingerprint,
     hash_strings,
     nondeterministic_reads,
 )
 from .versions import _code_info as code_info  # what a code object reads (memoized)
+from .versions import _is_library_module as is_library_module
 from .versions import relevant_config as _relevant_config
 
 HAMILTON_VERSION = ".".join(map(str, h_version.VERSION))
@@ -735,47 +738,73 @@ _BUILTINS = frozenset(vars(builtins))
 
 
 def _pure_key(name: str, fns: Any, cell: Any, config: Mapping[str, Any]) -> tuple | None:
-    """Content key of a node whose code version only its functions' source decides, or None
-    when it reads anything live (see Runner._code_version).
+    """Content key of a node whose code version its functions' source decides, with at most
+    builtins and library modules (``pd``, ``np``: versioned by name and version) as globals;
+    None when it reads anything else live (see Runner._code_version).
 
     What cannot change after a cell is registered (the analysis, the imports and environment
     its code names) is worked out once per registration and kept on the cell; what can (a
-    reassigned default, a builtin shadowed by a notebook variable) is checked every time."""
+    reassigned default, a builtin shadowed or a module rebound by a notebook variable, a
+    library's version) is checked every time."""
     fixed = cell.pure.get(name, _UNSET)
     if fixed is _UNSET:
         fixed = cell.pure[name] = _pure_parts(fns, cell)
     if fixed is None:
         return None
-    statics, raws, builtin_names = fixed
+    statics, raws, builtin_names, module_names = fixed
+    live: list[str] = []
     for raw in raws:
         if raw.__defaults__ or raw.__kwdefaults__ or raw.__closure__:
             return None
         g = raw.__globals__
         if any(n in g for n in builtin_names):
             return None
-    return ("pure-code-version", HAMILTON_VERSION, name, *statics, *sorted(config))
+        for n in module_names:
+            mod = g.get(n)
+            if type(mod) is not types.ModuleType or not _library_module(mod):
+                return None
+            live.append(f"{n}={mod.__name__}@{_lib_version(mod.__name__)}")
+    return ("pure-code-version", HAMILTON_VERSION, name, *statics, *live, *sorted(config))
 
 
 _UNSET: Any = object()
 
 
 def _pure_parts(fns: Any, cell: Any) -> tuple | None:
-    statics, raws, builtin_names = [], [], set()
+    statics, raws, builtin_names, module_names = [], [], set(), []
     for fn in fns:
         raw = inspect.unwrap(fn)
         code = getattr(raw, "__code__", None)
         fc = cell.fcodes.get(code) if code is not None else None
         if fc is None or fn is not raw or fc.decorator_values:
             return None
-        if any(n not in _BUILTINS for n in fc.global_names):
-            return None
+        g = raw.__globals__
+        for n in fc.global_names:
+            if n not in g and n in _BUILTINS:
+                builtin_names.add(n)
+            elif type(g.get(n)) is types.ModuleType and _library_module(g[n]):
+                module_names.append(n)
+            else:
+                return None
         info = code_info(code)
         if info.imports or info.env_names:
             return None
         statics.append(fc.static)
         raws.append(raw)
-        builtin_names.update(fc.global_names)
-    return tuple(statics), tuple(raws), tuple(builtin_names)
+    return tuple(statics), tuple(raws), tuple(builtin_names), tuple(dict.fromkeys(module_names))
+
+
+def _library_module(mod: types.ModuleType) -> bool:
+    """An installed library (not the user's code) with no version of its own declared."""
+    if "__hamilton_nb_version__" in vars(mod):
+        return False
+    known = _LIBRARY_MODULES.get(mod.__name__)
+    if known is None:
+        known = _LIBRARY_MODULES[mod.__name__] = is_library_module(mod)
+    return known
+
+
+_LIBRARY_MODULES: dict[str, bool] = {}  # module name -> installed library (a file's place)
 
 
 _SMALL_INPUT = 1 << 16  # an upstream value this small may be a path a data loader reads

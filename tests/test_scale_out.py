@@ -388,7 +388,7 @@ def test_unreachable_dask_scheduler_is_a_usage_error_naming_it_and_the_fallback(
 def test_a_dask_cluster_gone_since_config_is_a_usage_error_and_changes_nothing(local_after):
     distributed = pytest.importorskip("distributed")
     nb = local_after
-    cluster = distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=":0")
     client = distributed.Client(cluster)
     address = cluster.scheduler_address
     nb.session.use_executor(client)

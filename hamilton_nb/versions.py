@@ -1006,7 +1006,11 @@ _FN_ATTR_SKIP = {"__wrapped__", "__doc__", "__module__", "__qualname__", "__name
 
 _CLASS_SKIP = {"__dict__", "__weakref__", "__module__", "__doc__", "__qualname__",
                "__dataclass_fields__", "__dataclass_params__", "__match_args__",
-               "__annotations__", "__orig_bases__", "__parameters__"}
+               "__annotations__", "__orig_bases__", "__parameters__",
+               # caches the interpreter adds to a class as it is used, not code: copyreg sets
+               # __slotnames__ the first time an instance is pickled (stored, fingerprinted),
+               # abc the registries of an ABC
+               "__slotnames__", "_abc_impl", "__abstractmethods__"}
 
 
 def _class_version(cls: type, ctx: _Ctx) -> str:

@@ -233,12 +233,6 @@ ALL_NODES_NEED_INPUTS = (
     "a %%hamilton cell computes every node it defines: the module's column functions are "
     "also top-level nodes that need col_1/col_2 (they exist only inside with_columns), which a "
     "plain driver never asks for; the cell fails with 'Missing input(s): col_1'")
-CLASS_IN_ORDINARY_CELL = (
-    "versions: a node whose function uses a class defined in an ordinary cell (ModelObject) "
-    "gets a new code version after it runs ('global `ModelObject` changed'): pickling the "
-    "first instance makes copyreg add `__slotnames__` to the class, and _class_version "
-    "hashes vars(cls) without skipping it; so saved_file is recomputed in the fresh process "
-    "('upstream `fit_model` changed')")
 PARALLEL_WITHOUT_COLLECT = (
     "hangs: a cell whose node consumes a Parallelizable from another cell without its "
     "Collect (`def standard(parallelized: int)`) never returns (Hamilton's "
@@ -250,7 +244,7 @@ KNOWN_FAILURES: dict[str, str] = {
     "with_columns_registered-c": DECORATOR_NAMES_OTHER_CELL,
     **{f"with_columns-{lay}": ALL_NODES_NEED_INPUTS for lay in LAYOUTS},
 }
-FRESH_FAILURES: dict[str, str] = {"dataloader_file_and_db-c": CLASS_IN_ORDINARY_CELL}
+FRESH_FAILURES: dict[str, str] = {}
 NOT_RUN: dict[str, str] = {"future_annotations-c": PARALLEL_WITHOUT_COLLECT}
 
 

@@ -785,3 +785,18 @@ def test_seeded_randomness_and_recompute_nodes_do_not_warn(ps):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ps.run("y", "z")
+
+
+def test_storing_an_instance_of_a_notebook_class_keeps_the_class_version(nb, calls):
+    # Pickling the first instance makes copyreg add __slotnames__ to the class: a cache the
+    # interpreter keeps, not code. It must not make nodes that use the class recompute.
+    nb.run("import dataclasses\n@dataclasses.dataclass\nclass P:\n    k: int\n\n"
+           "class Plain:\n    def __init__(self, k):\n        self.k = k\n")
+    nb.cell("def x() -> object:\n    hnb_calls.log.append('x')\n    return P(2)\n\n"
+            "def z() -> object:\n    hnb_calls.log.append('z')\n    return Plain(3)\n\n"
+            "def y(x: object, z: object) -> int:\n    hnb_calls.log.append('y')\n"
+            "    return x.k + z.k + len([P, Plain])\n", line="-q -o y", cell_id="c1")
+    assert [e.fmt for e in nb.session.store.entries() if e.node == "x"] != []
+    nb.line("run -q y")
+    assert nb.statuses() == {"x": "cached", "z": "cached", "y": "cached"}
+    assert nb.value("y") == 7 and calls.count("y") == 1

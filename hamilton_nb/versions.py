@@ -882,10 +882,6 @@ def _is_library_module(mod: types.ModuleType) -> bool:
     return False
 
 
-_MODULE_SKIP = {"__builtins__", "__loader__", "__spec__", "__file__", "__cached__", "__path__",
-                "__package__", "__name__", "__doc__", "__annotations__", "__all__"}
-
-
 def _module_version(mod: types.ModuleType, ctx: _Ctx) -> str:
     """Library and built-in modules by name and version. The user's own modules (and packages)
     by the code that is running: every function, class and constant in the module's namespace
@@ -904,7 +900,9 @@ def _module_version(mod: types.ModuleType, ctx: _Ctx) -> str:
         return f"module:{name}@{_lib_version(name)}"
     parts = [name]
     for attr, member in sorted(vars(mod).items()):
-        if attr in _MODULE_SKIP:
+        if attr.startswith("__") and attr.endswith("__"):
+            # module metadata and what the interpreter adds as the module is used
+            # (__warningregistry__ once a warning was raised from it): not code
             continue
         parts.append(attr)
         try:

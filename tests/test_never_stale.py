@@ -800,3 +800,20 @@ def test_storing_an_instance_of_a_notebook_class_keeps_the_class_version(nb, cal
     nb.line("run -q y")
     assert nb.statuses() == {"x": "cached", "z": "cached", "y": "cached"}
     assert nb.value("y") == 7 and calls.count("y") == 1
+
+
+def test_a_user_module_that_raised_a_warning_keeps_its_version(ps, calls, tmp_path, monkeypatch):
+    # The interpreter adds __warningregistry__ to a module that warned: not code.
+    (tmp_path / "hnbx_warns.py").write_text(
+        "import warnings\n\ndef f():\n    warnings.warn('careful')\n    return 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        ps.exec("import hnbx_warns")
+        ps.cell("def y() -> int:\n    hnb_calls.log.append('y')\n    return hnbx_warns.f()\n")
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            assert ps.run("y")["y"] == 2
+            assert ps.run("y")["y"] == 2
+        assert ps.statuses()["y"] == "cached" and calls.count("y") == 1
+    finally:
+        sys.modules.pop("hnbx_warns", None)

@@ -358,19 +358,26 @@ def test_interrupt_cancels_the_pending_tasks_on_dask(on_dask, tmp_path):
             return _slow("s4", marks)
     """, line="--register-only")
     sent: list[float] = []
+    ended = threading.Event()
 
     def interrupt_when_two_run() -> None:
         # Like Jupyter's interrupt button: a real SIGINT, once two tasks are running and two
-        # are queued behind them (the cluster has two single-thread workers).
+        # are queued behind them (the cluster has two single-thread workers) — and never
+        # after the run ended, where it would interrupt pytest itself.
         deadline = time.monotonic() + 60
         while len(os.listdir(marks)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        sent.append(time.perf_counter())
-        os.kill(os.getpid(), signal.SIGINT)
+            if ended.wait(0.05):
+                return
+        if not ended.is_set():
+            sent.append(time.perf_counter())
+            os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt_when_two_run, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        nb.run("%hamilton run s1 s2 s3 s4")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            nb.run("%hamilton run s1 s2 s3 s4")
+    finally:
+        ended.set()
     assert time.perf_counter() - sent[0] < 3  # did not wait for the running tasks (6 s)
     time.sleep(7)  # long enough for the two running tasks to end and queued ones to start
     started = sorted(os.listdir(marks))

@@ -527,6 +527,7 @@ class _CodeInfo:
     imports: tuple[str, ...]  # modules imported inside the body
     env_names: tuple[str, ...]  # constant strings, when the code touches os.environ/getenv
     nondeterministic: tuple[str, ...]  # calls that read the clock or unseeded randomness
+    reads_env: bool = False  # the code (or code nested in it) touches os.environ/getenv
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -577,7 +578,8 @@ def _code_info(code: types.CodeType) -> _CodeInfo:
         imports.update(sub.imports)
     all_names = names | globals_
     env: set[str] = set()
-    if all_names & {"environ", "getenv"} or any(s.env_names for s in nested):
+    reads_env = bool(all_names & {"environ", "getenv"}) or any(s.reads_env for s in nested)
+    if reads_env:
         env = {s for s in strings if _ENV_NAME.match(s)}
         for sub in nested:
             env.update(sub.env_names)
@@ -598,7 +600,7 @@ def _code_info(code: types.CodeType) -> _CodeInfo:
         repr(code.co_freevars), repr(code.co_cellvars),
     )
     return _CodeInfo(digest, tuple(sorted(globals_)), tuple(sorted(imports)),
-                     tuple(sorted(env)), tuple(sorted(nondet)))
+                     tuple(sorted(env)), tuple(sorted(nondet)), reads_env)
 
 
 def _function_def(fn: Callable[..., Any]) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
@@ -732,7 +734,7 @@ class CodeVersioner:
             ctx.active.discard(id(raw))
         _read_globals(raw, fc.global_names, parts, ctx)
         _read_imports(info.imports, parts, ctx)
-        _read_environment(info.env_names, parts)
+        _read_environment(info.env_names, parts, raw, info)
         return hash_strings(*(f"{k}={v}" for k, v in sorted(parts.items()))), parts
 
 
@@ -760,8 +762,17 @@ def _read_imports(imports: tuple[str, ...], parts: dict[str, str], ctx: _Ctx) ->
         parts[f"import:{mod_name}"] = _import_version(mod_name, ctx)
 
 
-def _read_environment(env_names: tuple[str, ...], parts: dict[str, str]) -> None:
-    for var in env_names:
+def _read_environment(env_names: tuple[str, ...], parts: dict[str, str],
+                      fn: types.FunctionType | None = None,
+                      info: _CodeInfo | None = None) -> None:
+    """Environment variables the code names: constant strings in it, and (``KEY = "X"`` then
+    ``os.environ[KEY]``) string constants it reads from its globals."""
+    names = set(env_names)
+    if fn is not None and info is not None and info.reads_env:
+        g = fn.__globals__
+        names.update(v for n in info.global_names
+                     if type(v := g.get(n)) is str and _ENV_NAME.match(v))
+    for var in sorted(names):
         value = os.environ.get(var)
         parts[f"env:{var}"] = "<unset>" if value is None else hash_strings(value)
 
@@ -994,7 +1005,7 @@ def _function_version(fn: types.FunctionType, ctx: _Ctx, follow: bool = True) ->
             parts["attrs"] = "unhashable:" + ",".join(sorted(attrs))
     _read_globals(fn, info.global_names, parts, ctx)
     _read_imports(info.imports, parts, ctx)
-    _read_environment(info.env_names, parts)
+    _read_environment(info.env_names, parts, fn, info)
     return "fn:" + hash_strings(*(f"{k}={v}" for k, v in sorted(parts.items())))
 
 

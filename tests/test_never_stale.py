@@ -380,6 +380,14 @@ SCENARIOS: dict[str, Scenario] = {
     "environ_imported_by_name": Scenario(
         ["from os import environ\nenviron['HNBX_VAR2'] = '1'", Y("int(environ['HNBX_VAR2'])")],
         ["environ['HNBX_VAR2'] = '6'"]),
+    "environ_name_held_in_a_constant": Scenario(
+        ["import os\nKEY = 'HNBX_VAR'\nos.environ[KEY] = '2'", Y("int(os.environ[KEY])")],
+        ["os.environ['HNBX_VAR'] = '8'"]),
+    "environ_read_in_a_nested_function": Scenario(
+        ["import os\nos.environ['HNBX_VAR2'] = '2'",
+         H("def y() -> int:\n    def get():\n        return os.environ['HNBX_VAR2']\n"
+           "    return int(get())\n")],
+        ["os.environ['HNBX_VAR2'] = '3'"]),
     # -- item 5: user code on disk -----------------------------------------------------------
     "module_attribute_set_from_a_cell": Scenario(
         ["import hnbx_settings", Y("hnbx_settings.T * 10")], ["hnbx_settings.T = 3"],

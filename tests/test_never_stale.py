@@ -825,3 +825,17 @@ def test_a_user_module_that_raised_a_warning_keeps_its_version(ps, calls, tmp_pa
         assert ps.statuses()["y"] == "cached" and calls.count("y") == 1
     finally:
         sys.modules.pop("hnbx_warns", None)
+
+
+def test_restore_after_an_input_changed_does_not_bind_the_old_value(ps, calls):
+    ps.exec("n = 7")
+    ps.cell("def y(n: int) -> int:\n    hnb_calls.log.append('y')\n    return n * 10\n")
+    assert ps.run("y")["y"] == 70
+    ps.s.checkpoints.save_state()
+    ps.s.close()
+    p2 = PlainSession(ps.cache_dir)  # restarted; the input cell now says n = 8
+    p2.exec("import hnb_calls\nn = 8")
+    report = p2.s.restore()
+    assert report.changed == ["y"] and "y" not in p2.ns
+    assert p2.run("y")["y"] == 80
+    p2.s.close()

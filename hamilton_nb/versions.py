@@ -255,16 +255,31 @@ class _CodeAwareHasher(joblib.hashing.NumpyHasher):
     def __init__(self, ctx: _Ctx) -> None:
         super().__init__(hash_name="md5")
         self._ctx = ctx
+        # Types whose instances are pickled as they are. Whether an object is replaced depends
+        # on its type only, so the answer is kept for this pass (a long list of datetimes
+        # would otherwise ask once per element).
+        self._plain: set[type] = {*_SCALARS, str, bytes, tuple, list, dict}
+        # One stand-in per replaced object (a class met once per element), so that pickle's
+        # memo writes it once and refers back to it after that.
+        self._refs: dict[int, tuple[Any, Any]] = {}
 
     def save(self, obj: Any) -> None:  # type: ignore[override]
         t = type(obj)
-        if t in _SCALARS or t is str or t is bytes or t is tuple or t is list or t is dict:
+        if t in self._plain:
             super().save(obj)
+            return
+        known = self._refs.get(id(obj))
+        if known is not None:
+            super().save(known[1])
             return
         ref = None if obj is joblib.hashing._MyHash else self._replacement(obj, t)
         if ref is not None:
-            super().save(joblib.hashing._MyHash("hamilton_nb", ref))
+            stand_in = joblib.hashing._MyHash("hamilton_nb", ref)
+            self._refs[id(obj)] = (obj, stand_in)  # obj kept alive: its id stays its own
+            super().save(stand_in)
             return
+        if obj is not joblib.hashing._MyHash:
+            self._plain.add(t)
         super().save(obj)
 
     def _replacement(self, obj: Any, t: type) -> str | None:

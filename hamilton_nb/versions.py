@@ -86,6 +86,9 @@ def hash_strings(*parts: str) -> str:
     return xxhash.xxh3_128_hexdigest("".join(f"{len(p)}:{p}" for p in parts).encode())
 
 
+_NO_CYCLE = 1 << 30
+
+
 class _Ctx:
     """State of one versioning pass (a run): a memo of what was already versioned, and the
     objects being versioned right now (recursion between helpers, classes and their methods).
@@ -94,13 +97,15 @@ class _Ctx:
     id is never reused while the memo exists; nothing of it survives the run.
     """
 
-    __slots__ = ("active", "cycles", "feeding", "memo")
+    __slots__ = ("active", "feeding", "low", "memo")
 
     def __init__(self) -> None:
         self.memo: dict[int, tuple[Any, str]] = {}
-        self.active: set[int] = set()
+        self.active: dict[int, int] = {}  # id -> depth of the objects being versioned now
         self.feeding: set[int] = set()  # instances whose state is being fingerprinted
-        self.cycles = 0  # how many times a recursion was cut: results made then are not memoized
+        # Shallowest depth a cut recursion pointed at, below the current object (Tarjan's
+        # lowlink): a result that only points at itself or deeper is complete.
+        self.low = _NO_CYCLE
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,7 +223,6 @@ def _feed_user_instance(h: xxhash.xxh3_128, obj: Any, t: type, ctx: _Ctx) -> Non
     _tag(h, _value_version(t, ctx))
     key = id(obj)
     if key in ctx.feeding:  # an object graph with back references (parent <-> child)
-        ctx.cycles += 1
         _tag(h, "<cycle>")
         return
     ctx.feeding.add(key)
@@ -740,13 +744,14 @@ class CodeVersioner:
         if raw.__closure__:
             parts["closure"] = _closure_version(raw, ctx)
         layer, depth = fn, 0
-        ctx.active.add(id(raw))  # the node's own function, versioned above by its source
+        ctx.active[id(raw)] = len(ctx.active)  # the node's function: versioned by its source
         try:
             while layer is not raw and depth < 32:
                 parts[f"wrapper{depth}"] = _value_version_uncached(layer, ctx, follow=False)
                 layer, depth = getattr(layer, "__wrapped__", raw), depth + 1
         finally:
-            ctx.active.discard(id(raw))
+            ctx.active.pop(id(raw), None)
+            ctx.low = _NO_CYCLE
         _read_globals(raw, fc.global_names, parts, ctx)
         _read_imports(info.imports, parts, ctx)
         _read_environment(info.env_names, parts, raw, info)
@@ -833,21 +838,25 @@ def _value_version(value: Any, ctx: _Ctx) -> str:
     if t in _SCALARS or t is str:
         return "value:" + fingerprint(value, ctx)
     key = id(value)
-    if key in ctx.active:  # recursion between helpers, a class and its methods, ...
-        ctx.cycles += 1
+    at = ctx.active.get(key)
+    if at is not None:  # recursion between helpers, a class and its methods, ...
+        ctx.low = min(ctx.low, at)
         return "<cycle>"
     hit = ctx.memo.get(key)
     if hit is not None:
         return hit[1]
-    ctx.active.add(key)
-    cycles = ctx.cycles
+    depth = len(ctx.active)
+    ctx.active[key] = depth
+    outer_low, ctx.low = ctx.low, _NO_CYCLE
     try:
         result = _value_version_uncached(value, ctx)
     finally:
-        ctx.active.discard(key)
-    # A result made while a recursion was cut depends on where the walk started: memoize only
-    # complete ones (and the outermost), so a version never depends on the order of a run.
-    if ctx.cycles == cycles or not ctx.active:
+        del ctx.active[key]
+        low, ctx.low = ctx.low, min(outer_low, ctx.low)
+    # A result made while a recursion to an object *above* it was cut depends on where the
+    # walk started: memoize only complete ones (self-recursion is complete), so a version
+    # never depends on the order of a run.
+    if low >= depth:
         ctx.memo[key] = (value, result)
     return result
 

@@ -305,6 +305,10 @@ SCENARIOS: dict[str, Scenario] = {
     "recursive_helper_edited": Scenario(
         ["def fact(n):\n    return 1 if n <= 1 else n * fact(n - 1)\n", Y("fact(4)")],
         ["def fact(n):\n    return 2 if n <= 1 else n * fact(n - 1)\n"]),
+    "mutually_recursive_helpers_edited": Scenario(
+        ["def even(n):\n    return n == 0 or odd(n - 1)\n"
+         "def odd(n):\n    return n != 0 and even(n - 1)\n", Y("int(odd(3)) + int(even(3))")],
+        ["def even(n):\n    return n == 0 or n == 3 or odd(n - 1)\n"]),
     "lru_cached_helper_edited": Scenario(
         ["import functools\n@functools.lru_cache\ndef _h(v):\n    return v * 2\n", Y("_h(5)")],
         ["@functools.lru_cache\ndef _h(v):\n    return v * 3\n"]),

@@ -102,6 +102,9 @@ def nb(_shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: list
     s.set_cache_dir(cache)
     ip.user_ns[CALLS_MODULE] = sys.modules[CALLS_MODULE]
     yield NB(ip)
+    # Settings live on the one session every shell test shares (the compatibility suite
+    # too): a test that changes how data-loader files are checked must not leak it.
+    hamilton_nb.session().settings.file_check = "content"
     hamilton_nb.session().close()
 
 

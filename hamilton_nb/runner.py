@@ -706,10 +706,7 @@ def explain_difference(prev: Entry | None, parts: Mapping[str, Any], dag: LiveDa
         for k, v in new.items():
             if k == "source" or old.get(k) == v:
                 continue
-            if k.startswith("config:"):
-                return f"config `{k[7:]}` changed"
-            kind = "helper" if str(v).startswith("fn:") else "global"
-            return f"code of {kind} `{k}` changed" if kind == "helper" else f"global `{k}` changed"
+            return _part_changed(fn, k, v)
     if prev.parts.get("files") != parts.get("files"):
         return "a file the data loader reads changed"
     old_deps, new_deps = prev.parts.get("deps", {}), parts.get("deps", {})
@@ -721,6 +718,27 @@ def explain_difference(prev: Entry | None, parts: Mapping[str, Any], dag: LiveDa
     if old_code != new_code or old_deps != new_deps:
         return "its dependencies changed"
     return "cache entry missing (cleared or evicted)"
+
+
+def _part_changed(fn: str, part: str, version: Any) -> str:
+    """The sentence for one changed part of a function's code version (versions.py names)."""
+    if part.startswith("config:"):
+        return f"config `{part[7:]}` changed"
+    if part.startswith("@"):
+        return f"`{part[1:]}`, used in a decorator of `{fn}`, changed"
+    if part.startswith("env:"):
+        return f"environment variable `{part[4:]}` changed"
+    if part.startswith("import:"):
+        return f"module `{part[7:]}`, imported in `{fn}`, changed"
+    if part.startswith("wrapper"):
+        return f"a decorator wrapping `{fn}` changed"
+    if part == "defaults":
+        return f"default values of `{fn}` changed"
+    if part == "closure":
+        return f"values `{fn}` closes over changed"
+    if str(version).startswith("fn:"):
+        return f"code of helper `{part}` changed"
+    return f"global `{part}` changed"
 
 
 class _CacheAdapter(BaseDoNodeExecute):
@@ -787,7 +805,7 @@ def _pure_parts(fns: Any, cell: Any) -> tuple | None:
             else:
                 return None
         info = code_info(code)
-        if info.imports or info.env_names:
+        if info.imports or info.env_names or info.reads_env:
             return None
         statics.append(fc.static)
         raws.append(raw)

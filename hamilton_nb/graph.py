@@ -618,8 +618,9 @@ class LiveDag:
                     self.deps.pop(p, None)
                     self.inputs.discard(p)
         if old is not None:
-            for code in old.fcodes:
-                self._fcodes.pop(code, None)
+            for code, fc in old.fcodes.items():
+                if self._fcodes.get(code) is fc:  # equal code in another cell keeps its entry
+                    del self._fcodes[code]
         self._fcodes.update(cell.fcodes)
         self.cells = {**self.cells, cell.cell_id: cell}
         if old is None or _shape(old) != _shape(cell):

@@ -25,6 +25,7 @@ nodes_with_future_annotation is covered.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -382,8 +383,15 @@ def _reset(ip: Any, cache_dir: Path) -> None:
     ip.reset(new_session=False)
     if s.dag.config:
         s.set_config({})
-    s.settings.behavior.clear()
-    s.settings.format.clear()
+    # Every setting back to its default (a test before may have changed any of them on the
+    # shared session; a fresh process starts from the defaults).
+    for f in dataclasses.fields(s.settings):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else (
+            f.default)
+        setattr(s.settings, f.name, default)
+    s.on_change = "flag"
+    if s.engine is not None:
+        s.use_executor("local")
     s.set_cache_dir(cache_dir)
 
 

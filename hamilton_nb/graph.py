@@ -697,6 +697,65 @@ class LiveDag:
                     order.append(name)
         return order
 
+    def fan_out(self, names: Iterable[str]) -> dict[str, str]:
+        """Those of ``names`` that run once per item of a ``Parallelizable`` (inside its block:
+        downstream of it, before a ``Collect``), each with the Parallelizable's name."""
+        if not any(n.node_role == h_node.NodeType.EXPAND for n in self.nodes.values()):
+            return {}
+        out: dict[str, str] = {}
+        for name in names:
+            if self.nodes[name].node_role == h_node.NodeType.COLLECT:
+                continue  # its value is the gathered list: outside the block
+            seen, todo = set(), [name]
+            while todo:
+                x = todo.pop()
+                if x in seen:
+                    continue
+                seen.add(x)
+                role = self.nodes[x].node_role
+                if role == h_node.NodeType.EXPAND:
+                    out[name] = x
+                    break
+                if role != h_node.NodeType.COLLECT or x == name:
+                    todo.extend(self.deps[x])
+        return out
+
+    def collector(self, name: str) -> str | None:
+        """The ``Collect`` node that gathers what ``name`` (inside a block) produces, if any."""
+        seen, todo = set(), [name]
+        while todo:
+            x = todo.pop()
+            if x in seen:
+                continue
+            seen.add(x)
+            if x != name and self.nodes[x].node_role == h_node.NodeType.COLLECT:
+                return x
+            todo.extend(u.name for u in self.nodes[x].depended_on_by)
+        return None
+
+    def order_of(self, names: Iterable[str]) -> list[str]:
+        """``names`` in a topological order among themselves (work proportional to them)."""
+        names = list(dict.fromkeys(names))
+        inside = set(names)
+        done: set[str] = set()
+        order: list[str] = []
+        for start in names:
+            if start in done:
+                continue
+            done.add(start)
+            stack = [(start, iter([d for d in self.deps[start] if d in inside]))]
+            while stack:
+                name, it = stack[-1]
+                for d in it:
+                    if d not in done:
+                        done.add(d)
+                        stack.append((d, iter([x for x in self.deps[d] if x in inside])))
+                        break
+                else:
+                    stack.pop()
+                    order.append(name)
+        return order
+
     @property
     def order(self) -> list[str]:
         """Every node in a topological order (computed when the DAG changed)."""

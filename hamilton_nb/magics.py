@@ -292,6 +292,28 @@ class HamiltonMagics(Magics):
         if args.register_only:
             return None
         outputs = wanted or list(celldef.nodes)
+        if not wanted:
+            # Nodes inside a Parallelizable block have one value per item: they are computed
+            # when a Collect asks for them, not as outputs of their own cell.
+            fan = self.session.dag.fan_out(outputs)
+            if fan:
+                outputs = [o for o in outputs if o not in fan]
+                waiting = [n for n in fan if self.session.dag.collector(n) is None]
+                if waiting and not args.quiet:
+                    print(f"hamilton_nb: {', '.join(f'`{n}`' for n in waiting)} run once per "
+                          f"item of `{fan[waiting[0]]}`: they are computed when a node takes "
+                          f"them as `Collect[...]`.")
+            # A module's functions that only make sense inside another decorator (columns of
+            # `with_columns`, say) need inputs that never exist at top level; a Hamilton driver
+            # just never asks for them. Compute the rest and say which were left out and why.
+            skip = self.session.unavailable(outputs, inputs, overrides)
+            if skip and len(skip) < len(outputs):
+                outputs = [o for o in outputs if o not in skip]
+                shown = ", ".join(f"`{n}` (needs {', '.join(f'`{m}`' for m in ms)})"
+                                  for n, ms in list(skip.items())[:6])
+                more = f" and {len(skip) - 6} more" if len(skip) > 6 else ""
+                print(f"hamilton_nb: not computed, their inputs are not defined: {shown}{more}. "
+                      f"Define them as notebook variables or pass `--inputs` to compute them.")
         if not outputs:
             return None
         # Asked for by name (--outputs): bound even if internal; else the user-facing nodes.
@@ -328,7 +350,7 @@ class HamiltonMagics(Magics):
             if not stale:
                 print("hamilton_nb: nothing is stale.")
                 return
-            names = [n for n in self.session.dag.order if n in stale]
+            names = self.session.single_valued(n for n in self.session.dag.order if n in stale)
             bind = [n for n in names if self.session.user_facing(n)
                     or n in self.session.bound_names]
             self._run_and_bind(names, dict(self.session.last_inputs), {}, True, args.quiet,

@@ -84,6 +84,7 @@ class Session:
         self._run_counter = 0
         self._last: RunOutcome | None = None
         self._request = False  # inside one_request()
+        self._said_hidden: set[str] = set()  # builtin-named nodes we said are not bound
         self._stale_memo: frozenset[str] | None = None  # stale_nodes() within one request
         self.node_events: dict[str, NodeEvent] = {}  # latest event of every node
         self.running = False
@@ -363,6 +364,16 @@ class Session:
         if self.running:
             raise SessionError("A run is already in progress in this kernel.")
         self._check_overrides(overrides or ())
+        for name, expand in self.dag.fan_out(outputs).items():
+            # It has one value per item, not one value; asked for alone, Hamilton's task runner
+            # would wait forever for the block to be collected.
+            collector = self.dag.collector(name)
+            fix = (f"Ask for `{collector}`, which collects it." if collector else
+                   f"Add a node that takes `{name}: Collect[...]` and ask for that node.")
+            raise SessionError(
+                f"`{name}` runs once per item of the Parallelizable `{expand}`: it has no single "
+                f"value. {fix}"
+            )
         self.settle()  # damaged values bound earlier are dropped before anything reads them
         if inputs:
             self.last_inputs = dict(inputs)
@@ -415,14 +426,42 @@ class Session:
         except RetryRun:  # the entry was unreadable and is now deleted: compute it again
             return self.run([name])[name]
 
+    def single_valued(self, names: Iterable[str]) -> list[str]:
+        """``names`` without the nodes inside a ``Parallelizable`` block (one value per item:
+        they are computed when their ``Collect`` is)."""
+        names = list(names)
+        fan = self.dag.fan_out(names)
+        return [n for n in names if n not in fan]
+
     def run_cell_nodes(self, cell_id: str) -> RunOutcome:
         """Compute the nodes a cell defines (comm and context-menu entry point)."""
         cell = self._cell(cell_id)
-        outcome = self.execute(list(cell.nodes), self.last_inputs)
+        outcome = self.execute(self.single_valued(cell.nodes), self.last_inputs)
         self.bind(outcome)
         return outcome
 
     # -- binding into the notebook namespace ---------------------------------------------------
+
+    def unavailable(
+        self, outputs: Iterable[str], inputs: Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> dict[str, list[str]]:
+        """Among ``outputs``, those that need an external input nobody provides (directly, or
+        through another of ``outputs``): output -> the missing input names. Work proportional
+        to ``outputs``: a cell's nodes, not the DAG."""
+        inputs, overrides = inputs or {}, overrides or {}
+        outs = list(outputs)
+        sources = (inputs, overrides, self.dag.config, self.namespace)
+        out: dict[str, list[str]] = {}
+        for name in self.dag.order_of(outs):
+            n = self.dag.nodes[name]
+            missing = [d for d in self.dag.deps[name]
+                       if d in self.dag.inputs and not any(d in src for src in sources)
+                       and n.input_types[d][1].name == "REQUIRED"]
+            missing += [m for d in self.dag.deps[name] if d in out for m in out[d]]
+            if missing:
+                out[name] = list(dict.fromkeys(missing))
+        return out
 
     def user_facing(self, name: str) -> bool:
         """Whether node ``name`` is bound in the notebook when its cell runs.
@@ -442,6 +481,10 @@ class Session:
             return False
         if name in cell.functions:
             return True
+        if name in vars(builtins) and name not in self._bound:
+            # A decorator-made node named like a builtin (`@extract_columns(..., "id")`, real
+            # Hamilton code does this): not bound, so `id` stays the builtin (bind() says so).
+            return False
         return not _internal(n, name, cell.nodes)
 
     def check_shadowing(self, cell: CellDef) -> None:
@@ -459,6 +502,8 @@ class Session:
             if name not in cell.functions and _internal(n, name, cell.nodes):
                 continue
             before = cell.before(self.namespace, name)
+            if before is _MISSING and name not in cell.functions:
+                continue  # a decorator output named like a builtin: computed, not bound
             if before is _MISSING and name not in builtin_names:
                 continue
             what = _describe(name, before if before is not _MISSING else builtin_names[name],
@@ -487,6 +532,18 @@ class Session:
         wanted = [n for n in (outcome.values if names is None else names)
                   if n in outcome.values and n.isidentifier()
                   and (names is not None or self.user_facing(n))]
+        if names is None:
+            hidden = [n for n in outcome.values if n in vars(builtins) and n not in wanted
+                      and n not in self._said_hidden and (c := self.dag.cell_of(n)) is not None
+                      and n not in c.functions]
+            if hidden:
+                self._said_hidden.update(hidden)
+                shown = ", ".join(f"`{n}`" for n in hidden)
+                warnings.warn(
+                    f"hamilton_nb: node(s) {shown} not bound as notebook variables: the name "
+                    f"would hide the Python builtin. Get the value with "
+                    f"`hamilton_nb.session().value({hidden[0]!r})`, or bind it on purpose "
+                    f"with `%hamilton run {hidden[0]}`.", stacklevel=2)
         versions = {e.node: e.data_version for e in outcome.events}
         unverified: list[tuple[str, Entry]] = []
         done: list[str] = []
@@ -596,7 +653,7 @@ class Session:
         every stale name that was bound. ``names``: only these. ``str()`` of the result is a
         one-line summary (the comm's ``run_stale`` message shows it)."""
         stale = self.stale_nodes() if names is None else set(names)
-        todo = [n for n in self.dag.order if n in stale]
+        todo = self.single_valued(n for n in self.dag.order if n in stale)
         if not todo:
             return StaleRun([], None)
         outcome = self.execute(todo, self.last_inputs)

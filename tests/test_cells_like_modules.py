@@ -276,3 +276,59 @@ def test_loader_of_a_non_file_source_runs_every_time_and_says_so_once(nb, in_tmp
     st = nb.statuses()
     assert st["remote.loader"] == "computed"
     assert st["n_remote"] == "cached"  # early cutoff: the data was the same
+
+
+# -- real module shapes a notebook must accept -------------------------------------------------
+
+
+def test_decorator_output_named_like_a_builtin_is_computed_not_bound(nb):
+    with pytest.warns(UserWarning, match="`id` not bound"):
+        nb.cell("""
+        import pandas as pd
+        from hamilton.function_modifiers import extract_columns
+
+        @extract_columns("id", "v")
+        def df() -> pd.DataFrame:
+            return pd.DataFrame({"id": [1, 2], "v": [3, 4]})
+
+        def total(id: pd.Series, v: pd.Series) -> int:
+            return int((id * v).sum())
+        """)
+    assert nb.ns["total"] == 11
+    assert nb.run("id") is id  # still the builtin
+    nb.line("run id -q")  # asked for by name: bound on purpose
+    assert list(nb.ns["id"]) == [1, 2]
+
+
+def test_cell_computes_what_it_can_and_names_nodes_whose_inputs_do_not_exist(nb, capsys):
+    # A module's column functions meant for `with_columns` need inputs that exist only there.
+    nb.cell("""
+    def col_3(col_1: int, col_2: int) -> int:
+        return col_1 + col_2
+
+    def final() -> int:
+        return 7
+    """)
+    assert nb.ns["final"] == 7 and "col_3" not in nb.ns
+    out = capsys.readouterr().out
+    assert "`col_3` (needs `col_1`, `col_2`)" in out and "--inputs" in out
+    with pytest.raises(UsageError, match="Missing input"):
+        nb.cell("def only(col_1: int) -> int:\n    return col_1\n")  # nothing computable
+
+
+def test_nodes_inside_a_fan_out_are_left_to_their_collect_and_never_hang(nb, capsys):
+    nb.cell("""
+    from hamilton.htypes import Collect, Parallelizable
+
+    def item() -> Parallelizable[int]:
+        for i in range(3):
+            yield i
+    """, cell_id="c1")
+    nb.cell("def doubled(item: int) -> int:\n    return item * 2\n", cell_id="c2")
+    assert "computed when a node takes them as `Collect[...]`" in capsys.readouterr().out
+    with pytest.raises(UsageError, match=r"Add a node that takes `doubled: Collect\[\.\.\.\]`"):
+        nb.line("run doubled")
+    nb.cell("def total(doubled: Collect[int]) -> int:\n    return sum(doubled)\n", cell_id="c3")
+    assert nb.ns["total"] == 6
+    with pytest.raises(UsageError, match="Ask for `total`"):
+        nb.line("run doubled")

@@ -87,7 +87,9 @@ class MissingInputs(Exception):
         detail = "; ".join(f"`{m}` (needed by {', '.join(needed_by[m])})" for m in missing)
         super().__init__(
             f"Missing input(s): {detail}. Define a notebook variable of that name, or pass it "
-            f"with `--inputs` / `inputs=`."
+            f"with `--inputs` / `inputs=`. (A function only used inside another decorator, such "
+            f"as a `with_columns` column, needs no value: `%%hamilton --register-only` registers "
+            f"its cell without computing it.)"
         )
 
 

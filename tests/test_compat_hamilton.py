@@ -117,7 +117,7 @@ FIXTURES = [
              "absenteeism_time_in_hours"),
             config="dict(location='Absenteeism_at_work.csv', execution='normal')",
             data=("Absenteeism_at_work.csv",)),
-    # feature_logic alone (the loader module above is refused, see BUILTIN_NODE)
+    # feature_logic alone: @check_output with numpy dtypes, @config.when_in/when_not_in
     Fixture("check_output_config_when_in", ("ex_dq_feature_logic",),
             ("age_zero_mean_unit_variance", "has_children", "is_summer", "has_pet",
              "day_of_the_week_2", "day_of_the_week_6", "seasons_1", "seasons_4"),
@@ -221,32 +221,29 @@ FIXTURES = [
 BY_NAME = {f.name: f for f in FIXTURES}
 
 # Failures found by this suite and reported (issue 9); the reasons give the root cause.
-BUILTIN_NODE = (
-    "session.check_shadowing refuses a cell whose user-facing node is named like a builtin: "
-    "@extract_columns(*data_columns) makes a node `id` ('Node `id` would hide the builtin "
-    "`id`'), so a CSV with an `id` column cannot be used unchanged")
 DECORATOR_NAMES_OTHER_CELL = (
     "a decorator argument names a node function of another cell (@mutate(data_1), "
     "apply_to(data_1), with_columns(col_3, ...)): in the notebook that name holds the node's "
     "value (or is unbound), so defining the function raises AttributeError/NameError; "
     "it works only in the target's own cell")
-ALL_NODES_NEED_INPUTS = (
-    "a %%hamilton cell computes every node it defines: the module's column functions are "
-    "also top-level nodes that need col_1/col_2 (they exist only inside with_columns), which a "
-    "plain driver never asks for; the cell fails with 'Missing input(s): col_1'")
-PARALLEL_WITHOUT_COLLECT = (
-    "hangs: a cell whose node consumes a Parallelizable from another cell without its "
-    "Collect (`def standard(parallelized: int)`) never returns (Hamilton's "
-    "run_graph_to_completion loops), so layout c of this module is not run")
+WITH_COLUMNS_SPLIT = (
+    "layout c: the cell of multiply_3__by_5 computes the top-level node `multiply_3`, which "
+    "needs `col_3`, a node of a later cell (col_3 is also a with_columns part, so no order "
+    "of the cells satisfies both): 'Missing input(s): col_3'; and final_df_2's cell names "
+    "col_3 in with_columns(...) (see DECORATOR_NAMES_OTHER_CELL)")
 KNOWN_FAILURES: dict[str, str] = {
-    **{f"data_quality_example-{lay}": BUILTIN_NODE for lay in LAYOUTS},
     "mutate-c": DECORATOR_NAMES_OTHER_CELL,
     "mutate_on_output-c": DECORATOR_NAMES_OTHER_CELL,
     "with_columns_registered-c": DECORATOR_NAMES_OTHER_CELL,
-    **{f"with_columns-{lay}": ALL_NODES_NEED_INPUTS for lay in LAYOUTS},
+    "with_columns-c": WITH_COLUMNS_SPLIT,
 }
-FRESH_FAILURES: dict[str, str] = {}
-NOT_RUN: dict[str, str] = {"future_annotations-c": PARALLEL_WITHOUT_COLLECT}
+CLASS_VERSION_ACROSS_PROCESSES = (
+    "versions (open, root cause not found): fixed by 82b9161, failing again at c43bf95: the "
+    "fresh process gives the notebook class ModelObject (defined in an ordinary cell) another "
+    "version than the suite's first, in-process run ('global `ModelObject` changed'), so "
+    "fit_model and saved_file recompute; two plain IPython processes on one cache agree")
+FRESH_FAILURES: dict[str, str] = {"dataloader_file_and_db-c": CLASS_VERSION_ACROSS_PROCESSES}
+NOT_RUN: dict[str, str] = {}
 
 
 def _cases(extra: dict[str, str]) -> list[Any]:
@@ -346,7 +343,9 @@ def assert_same(expected: Any, got: Any, what: str) -> None:
     if isinstance(expected, pd.DataFrame):
         pd.testing.assert_frame_equal(pd.DataFrame(got).copy(), expected, obj=what)
     elif isinstance(expected, pd.Series):
-        pd.testing.assert_series_equal(pd.Series(got).copy(), expected, obj=what)
+        if isinstance(got.values, np.memmap):  # read back memory-mapped (README, known limits)
+            got = pd.Series(np.array(got.values), index=got.index, name=got.name)
+        pd.testing.assert_series_equal(got, expected, obj=what)
     elif isinstance(expected, np.ndarray):
         np.testing.assert_array_equal(np.asarray(got), expected, err_msg=what)
     else:

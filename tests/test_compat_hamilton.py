@@ -241,7 +241,9 @@ CLASS_VERSION_ACROSS_PROCESSES = (
     "versions (open, root cause not found): fixed by 82b9161, failing again at c43bf95: the "
     "fresh process gives the notebook class ModelObject (defined in an ordinary cell) another "
     "version than the suite's first, in-process run ('global `ModelObject` changed'), so "
-    "fit_model and saved_file recompute; two plain IPython processes on one cache agree")
+    "fit_model and saved_file recompute. It depends on the cases run before in the same "
+    "processes: this case alone, or after its layout a only, passes (state shared within a "
+    "process, e.g. a memo, is the suspect)")
 FRESH_FAILURES: dict[str, str] = {"dataloader_file_and_db-c": CLASS_VERSION_ACROSS_PROCESSES}
 NOT_RUN: dict[str, str] = {}
 

@@ -258,7 +258,9 @@ def _cases(extra: dict[str, str]) -> list[Any]:
                 marks.append(pytest.mark.xfail(run=False, reason=NOT_RUN[case_id]))
             elif case_id in KNOWN_FAILURES or case_id in extra:
                 reason = KNOWN_FAILURES.get(case_id) or extra[case_id]
-                marks.append(pytest.mark.xfail(strict=True, reason=reason))
+                # Not strict when the outcome depends on which cases ran before (-k selection)
+                strict = reason is not CLASS_VERSION_ACROSS_PROCESSES
+                marks.append(pytest.mark.xfail(strict=strict, reason=reason))
             params.append(pytest.param(f.name, layout, id=case_id, marks=marks))
     return params
 

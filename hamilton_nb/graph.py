@@ -17,7 +17,7 @@ import itertools
 import linecache
 import logging
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,7 +159,8 @@ def _is_excluded(fn: Any) -> bool:
 
 
 def prepare_cell(
-    cell_id: str, body: str, user_ns: MutableMapping[str, Any], config: Mapping[str, Any]
+    cell_id: str, body: str, user_ns: MutableMapping[str, Any], config: Mapping[str, Any],
+    node_names: Container[str] = (),
 ) -> CellDef:
     """Execute a cell body in the notebook namespace and resolve its functions to nodes.
 
@@ -212,6 +213,7 @@ def prepare_cell(
             raise
         raise CellError(
             f"The cell raised {type(e).__name__} while defining its functions: {e}"
+            + _decorator_hint(tree, node_names)
         ) from e
     record()
     try:
@@ -219,6 +221,24 @@ def prepare_cell(
     except BaseException:
         _restore(user_ns, prior)
         raise
+
+
+def _decorator_hint(tree: ast.Module, node_names: Container[str]) -> str:
+    """`@mutate(data_1)` names a node function that another cell defined: in a module that is
+    the function, in a notebook the name holds the node's value."""
+    own = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    for fdef in tree.body:
+        if not isinstance(fdef, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for deco in fdef.decorator_list:
+            for n in ast.walk(deco):
+                if isinstance(n, ast.Name) and n.id in node_names and n.id not in own:
+                    return (
+                        f". `{fdef.name}`'s decorator names `{n.id}`, a node another cell "
+                        f"defines: in a notebook that name holds the node's value, not its "
+                        f"function. Put `{fdef.name}` in the same cell as `{n.id}`."
+                    )
+    return ""
 
 
 def _resolve_cell(cell_id, body, filename, tree, user_ns, config, prior, targets) -> CellDef:

@@ -262,7 +262,7 @@ class Session:
         if cell_id is None:
             cell_id = self._fallback_cell_id(body)
         # Runs the body in the namespace; until commit() below, rollback() undoes it.
-        cell = prepare_cell(cell_id, body, self.namespace, self.dag.config)
+        cell = prepare_cell(cell_id, body, self.namespace, self.dag.config, self.dag.nodes)
         old = self.dag.cells.get(cell_id)
         cell.jupyter_id = jupyter_id or (old.jupyter_id if old else None)
         try:

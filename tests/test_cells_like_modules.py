@@ -332,3 +332,26 @@ def test_nodes_inside_a_fan_out_are_left_to_their_collect_and_never_hang(nb, cap
     assert nb.ns["total"] == 6
     with pytest.raises(UsageError, match="Ask for `total`"):
         nb.line("run doubled")
+
+
+def test_decorator_naming_another_cells_node_function_says_to_move_it(nb):
+    nb.cell("def data_1() -> int:\n    return 1\n", cell_id="c1")
+    with pytest.raises(UsageError, match=r"Put `_plus` in the same cell as `data_1`"):
+        nb.cell("""
+        from hamilton.function_modifiers import mutate
+
+        @mutate(data_1)
+        def _plus(x: int) -> int:
+            return x + 1
+        """, cell_id="c2")
+    nb.cell("""
+    from hamilton.function_modifiers import mutate
+
+    def data_1() -> int:
+        return 1
+
+    @mutate(data_1)
+    def _plus(x: int) -> int:
+        return x + 1
+    """, cell_id="c1")
+    assert nb.ns["data_1"] == 2

@@ -9,7 +9,7 @@
  */
 import dagre from '@dagrejs/dagre';
 
-import { IDagNode, NodeStatus } from './protocol';
+import { IDagNode, NODE_STATUSES, NodeStatus } from './protocol';
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
@@ -32,17 +32,7 @@ export const STATUS_LABELS: Record<NodeStatus, string> = {
 };
 
 /** What each colour means, in the order of the widget panel's legend. */
-export const LEGEND_STATUSES: readonly NodeStatus[] = [
-  'cached',
-  'computed',
-  'running',
-  'queued',
-  'stale',
-  'failed',
-  'skipped',
-  'cleared',
-  'never_run'
-];
+export const LEGEND_STATUSES: readonly NodeStatus[] = NODE_STATUSES;
 
 export interface ILaidOutNode {
   node: IDagNode;

@@ -244,7 +244,24 @@ def _head_html() -> str:
 _SVG_IDS = itertools.count(1)  # marker ids are document-global: every SVG gets its own
 
 
+_SVG_MEMO: dict[tuple[Any, ...], str] = {}  # drawing content -> SVG (a few recent ones)
+
+
 def graph_svg(session: Session, rows: dict[str, Row]) -> str:
+    """:func:`_graph_svg`, drawn once per content: one run asks for the same fallback drawing
+    several times (the live view, the cell's final output, its text/HTML snapshot), and at a
+    few hundred nodes drawing it is most of what a cell costs in a kernel."""
+    dag = session.dag
+    key = tuple((n, tuple(dag.deps.get(n, ())), r.status, r.label) for n, r in rows.items())
+    svg = _SVG_MEMO.get(key)
+    if svg is None:
+        if len(_SVG_MEMO) >= 8:
+            _SVG_MEMO.pop(next(iter(_SVG_MEMO)))
+        svg = _SVG_MEMO[key] = _graph_svg(session, rows)
+    return svg
+
+
+def _graph_svg(session: Session, rows: dict[str, Row]) -> str:
     """The live DAG as an SVG, left to right, one column per depth, nodes coloured by status.
 
     The fallback where the lab extension is not installed (nbconvert HTML, GitHub, VS Code):
@@ -253,8 +270,7 @@ def graph_svg(session: Session, rows: dict[str, Row]) -> str:
     """
     dag = session.dag
     # The nodes of the rows (a snapshot shows its run's nodes only) and the inputs they read.
-    inputs = {d for r in rows if r in dag.deps for d in dag.deps[r]
-              if d in dag.nodes and dag.nodes[d].user_defined}
+    inputs = {d for r in rows if r in dag.deps for d in dag.deps[r] if d in dag.inputs}
     order = [n for n in dag.order if n in rows or n in inputs]
     if not order:
         return "<i>The live DAG is empty.</i>"
@@ -580,9 +596,8 @@ class Panel(W.VBox):
             if view is None:
                 view = self._views[row.node] = _RowView(self, row.node)
             view.info.value = _row_html(row, self._shorts.get(row.node))
-            busy = self._running
-            view.recompute.disabled = busy
-            view.clear.disabled = busy
+            # The buttons stay enabled during a run (recompute/clear refuse then, and say so):
+            # toggling them cost two widget messages per row at the start and end of every run.
             children.append(view.box)
         if tuple(children) != tuple(self.table.children):
             self.table.children = children

@@ -242,9 +242,11 @@ def _decorator_hint(tree: ast.Module, node_names: Container[str]) -> str:
 
 
 def _resolve_cell(cell_id, body, filename, tree, user_ns, config, prior, targets) -> CellDef:
-    fdefs = {
-        n.name: n
-        for n in tree.body
+    # Every def of the cell (nested ones too: `scaled = _make(2)` returns an inner function),
+    # by name and first line, to find the AST of exactly the function each name holds.
+    fdefs_at = {
+        (n.name, min([n.lineno, *(d.lineno for d in n.decorator_list)])): n
+        for n in ast.walk(tree)
         if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
     }
     functions: dict[str, types.FunctionType] = {}
@@ -265,10 +267,15 @@ def _resolve_cell(cell_id, body, filename, tree, user_ns, config, prior, targets
         elif not name.startswith("__"):
             published[name] = value
     fcodes: dict[types.CodeType, FunctionCode] = {}
+    fdefs: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
     for name, fn in functions.items():
-        fcodes[inspect.unwrap(fn).__code__] = analyze_function(fn, fdefs.get(name), user_ns)
+        code = inspect.unwrap(fn).__code__
+        fdef = fdefs_at.get((code.co_name, code.co_firstlineno))
+        if fdef is not None:
+            fdefs[name] = fdef
+        fcodes[code] = analyze_function(fn, fdef, user_ns)
     cell = CellDef(cell_id, body, filename, functions, fcodes, published, prior=prior,
-                   fdefs={n: fdefs[n] for n in functions if n in fdefs})
+                   fdefs=fdefs)
     cell.nodes = resolve_cell_nodes(cell, config)
     return cell
 

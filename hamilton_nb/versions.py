@@ -639,8 +639,10 @@ def _function_def(fn: Callable[..., Any]) -> ast.FunctionDef | ast.AsyncFunction
 _STATIC_BY_TEXT: dict[str, str] = {}
 
 
-def _static_hash(fdef: ast.FunctionDef | ast.AsyncFunctionDef, filename: str) -> str:
-    lines = linecache.getlines(filename) if filename.startswith("<") else []
+def _static_hash(fdef: ast.FunctionDef | ast.AsyncFunctionDef, filename: str | None) -> str:
+    """``filename``: the file whose lines ``fdef``'s line numbers point into (the memo's key is
+    the text there); None when they do not (an AST parsed from a dedented snippet)."""
+    lines = linecache.getlines(filename) if filename and filename.startswith("<") else []
     first = min([fdef.lineno, *(d.lineno for d in fdef.decorator_list)])
     end = fdef.end_lineno
     text = "".join(lines[first - 1:end]) if lines and end is not None and end <= len(lines) \
@@ -672,11 +674,14 @@ def analyze_function(
     """
     raw = inspect.unwrap(fn)
     info = _code_info(raw.__code__)
+    # Only an AST from the function's own file has line numbers that point into that file;
+    # one re-parsed from inspect.getsource (dedented) numbers its lines from 1.
+    in_file = fdef is not None
     if fdef is None:
         fdef = _function_def(raw)
     deco_names: set[str] = set()
     if fdef is not None:
-        static = _static_hash(fdef, raw.__code__.co_filename)
+        static = _static_hash(fdef, raw.__code__.co_filename if in_file else None)
         deco_names = {n.id for d in fdef.decorator_list for n in ast.walk(d)
                       if isinstance(n, ast.Name)}
     else:

@@ -355,3 +355,27 @@ def test_decorator_naming_another_cells_node_function_says_to_move_it(nb):
         return x + 1
     """, cell_id="c1")
     assert nb.ns["data_1"] == 2
+
+
+@pytest.mark.parametrize("edit", ["10 * k + 1", "10 * k  # same code", "k * 10"])
+def test_editing_a_node_function_defined_inside_a_factory_in_the_cell(nb, edit):
+    # The node's function is nested (its name `inner`, bound as `scaled`): its source must be
+    # read from where it really is in the cell, not from the cell's first lines.
+    body = ("def _make(k):\n    def inner() -> int:\n        return {}\n    return inner\n\n"
+            "scaled = _make(2)\n")
+    nb.cell(body.format("10 * k"), cell_id="c1")
+    assert nb.ns["inner"] == 20
+    nb.cell(body.format(edit), cell_id="c1")
+    assert nb.ns["inner"] == eval(edit.split("#")[0], {"k": 2})
+    changed = edit.split("#")[0].strip() != "10 * k"
+    assert nb.statuses()["inner"] == ("computed" if changed else "cached")
+
+
+def test_decorated_node_function_is_analysed_from_its_own_lines(nb):
+    body = ("from hamilton.function_modifiers import tag\n\nX = 1\n\n"
+            "@tag(owner='me')\ndef a() -> int:\n    return {}\n")
+    nb.cell(body.format(1), cell_id="c1")
+    nb.cell(body.format(2), cell_id="c1")
+    assert nb.ns["a"] == 2 and nb.statuses()["a"] == "computed"
+    fn = nb.session.dag.cells["c1"].functions["a"]
+    assert nb.session.dag.cells["c1"].fdefs["a"].name == "a" and fn.__name__ == "a"

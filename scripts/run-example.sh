@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: execute notebooks/quickstart.ipynb with hamilton_nb active in a real kernel and
-# save the executed notebook to notebooks/quickstart.executed.ipynb (it prints its summary too).
+# save the executed notebook to build/quickstart.executed.ipynb (it prints its summary too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

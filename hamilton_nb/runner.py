@@ -818,13 +818,16 @@ def _library_module(mod: types.ModuleType) -> bool:
     """An installed library (not the user's code) with no version of its own declared."""
     if "__hamilton_nb_version__" in vars(mod):
         return False
-    known = _LIBRARY_MODULES.get(mod.__name__)
+    where = (mod.__name__, getattr(mod, "__file__", None))
+    known = _LIBRARY_MODULES.get(where)
     if known is None:
-        known = _LIBRARY_MODULES[mod.__name__] = is_library_module(mod)
+        known = _LIBRARY_MODULES[where] = is_library_module(mod)
     return known
 
 
-_LIBRARY_MODULES: dict[str, bool] = {}  # module name -> installed library (a file's place)
+# (module name, its file) -> an installed library: by file, since a user's module may later be
+# imported under a name a library used before (a package's `utils`).
+_LIBRARY_MODULES: dict[tuple[str, str | None], bool] = {}
 
 
 _SMALL_INPUT = 1 << 16  # an upstream value this small may be a path a data loader reads

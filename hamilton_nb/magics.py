@@ -135,6 +135,13 @@ def _set_on_change(session: Session, value: str, extra: list[str]) -> None:
     session.set_on_change(value)
 
 
+def _set_file_check(session: Session, value: str, extra: list[str]) -> None:
+    if extra:
+        raise UsageError(f"file_check takes one value (content or stat), not "
+                         f"{' '.join(extra)!r}.")
+    session.set_file_check(value)
+
+
 # Session settings of `%hamilton config KEY=VALUE [ARG...]`: key -> handler(session, value,
 # extra words). Anything else after `config` is a dict expression for Hamilton's config.
 def _set_executor(session: Session, value: str, extra: list[str]) -> None:
@@ -147,6 +154,7 @@ def _set_executor(session: Session, value: str, extra: list[str]) -> None:
 SETTINGS: dict[str, Callable[[Session, str, list[str]], None]] = {
     "on_change": _set_on_change,
     "executor": _set_executor,
+    "file_check": _set_file_check,
 }
 
 _EVICT = _parser("%hamilton cache evict")

@@ -641,6 +641,13 @@ class Session:
         stale = self.stale_nodes()
         return [n for n in self.dag.order if n in stale and n in self._bound]
 
+    def set_file_check(self, mode: str) -> None:
+        """How the files data loaders read are versioned: ``content`` (a hash of the bytes,
+        the default) or ``stat`` (size + modification time: cheaper, weaker)."""
+        if mode not in ("content", "stat"):
+            raise SessionError(f"file_check must be `content` or `stat`; got {mode!r}.")
+        self.settings.file_check = mode
+
     def set_on_change(self, mode: str) -> None:
         """``flag`` (default): a run that leaves bound names stale says so; ``refresh``: such a
         run recomputes and rebinds them (through the cache) at its end."""

@@ -241,7 +241,10 @@ def test_replacing_a_loaded_file_recomputes_what_reads_it(nb, in_tmp, calls):
 
 
 def test_loader_by_stat_sees_a_same_size_rewrite_with_a_new_mtime(nb, in_tmp):
-    nb.session.settings.file_check = "stat"
+    with pytest.raises(UsageError, match="`content` or `stat`"):
+        nb.line("config file_check=mtime")
+    assert nb.session.settings.file_check == "content"
+    nb.line("config file_check=stat")
     nb.run("path = 'data.csv'")
     nb.cell(LOADERS)
     (in_tmp / "data.csv").write_text("a,b\n9,2\n3,4\n")  # same size, other content

@@ -59,7 +59,8 @@ HELP = """\
 %hamilton dag             the live DAG as text (no graphviz needed)
 %hamilton why NODE        why NODE was recomputed or reused in its last run
 %hamilton config EXPR     set Hamilton's config, e.g. %hamilton config dict(mode="fast")
-%hamilton config KEY=VALUE  session settings: on_change=flag|refresh (default flag)
+%hamilton config KEY=VALUE  session settings: on_change=flag|refresh (default flag),
+                          file_check=content|stat (how data loaders' files are keyed)
 %hamilton config executor=local|threads|processes|dask|ray [ADDRESS]
                           where nodes that must recompute run (hits stay in the kernel)
 %hamilton config          show the session settings and Hamilton's config
@@ -395,7 +396,8 @@ class HamiltonMagics(Magics):
     def _cmd_config(self, rest: list[str]) -> None:
         s = self.session
         if not rest:
-            print(f"on_change={s.on_change}\nexecutor={s.engine_description}\n"
+            print(f"on_change={s.on_change}\nfile_check={s.settings.file_check}\n"
+                  f"executor={s.engine_description}\n"
                   f"Hamilton config: {s.dag.config!r}")
             return
         first = _SETTING.match(rest[0])

@@ -400,6 +400,7 @@ class LiveDag:
         self._order: list[str] | None = []
         # Names of external input nodes (Hamilton's Node.user_defined is a slow property).
         self.inputs: set[str] = set()
+        self.expands: set[str] = set()  # Parallelizable nodes (fan_out() is free without any)
         if self.config:
             self._set_all({}, self.config)  # config keys are input nodes, as in Hamilton
 
@@ -434,6 +435,7 @@ class LiveDag:
         self.config = dict(config)
         self.deps = {k: tuple(d.name for d in n.dependencies) for k, n in nodes.items()}
         self.inputs = {k for k, n in nodes.items() if n.user_defined}
+        self.expands = {k for k, n in nodes.items() if n.node_role == h_node.NodeType.EXPAND}
         self._fcodes = {code: fc for c in cells.values() for code, fc in c.fcodes.items()}
         self._order = None
 
@@ -600,6 +602,8 @@ class LiveDag:
                 self.deps.pop(name, None)
                 self.inputs.discard(name)
         nodes.update(new)
+        self.expands.difference_update(gone)
+        self.expands.update(k for k, n in new.items() if n.node_role == h_node.NodeType.EXPAND)
         for name in new:
             self.node_cell[name] = cell.cell_id
 
@@ -727,7 +731,7 @@ class LiveDag:
     def fan_out(self, names: Iterable[str]) -> dict[str, str]:
         """Those of ``names`` that run once per item of a ``Parallelizable`` (inside its block:
         downstream of it, before a ``Collect``), each with the Parallelizable's name."""
-        if not any(n.node_role == h_node.NodeType.EXPAND for n in self.nodes.values()):
+        if not self.expands:
             return {}
         out: dict[str, str] = {}
         for name in names:

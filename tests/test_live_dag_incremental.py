@@ -25,6 +25,7 @@ def _snapshot(dag: LiveDag) -> dict[str, Any]:
             n.user_defined,
             tuple(sorted(dag.deps[name])),
             name in dag.inputs,
+            name in dag.expands,
             dag.node_cell.get(name),
         )
         for name, n in dag.nodes.items()

@@ -193,9 +193,7 @@ def _journals(cache: Path) -> set[str]:
     return {p.name for p in (cache / "index").glob("*.jsonl")}
 
 
-def test_misses_run_on_dask_workers_concurrently_and_workers_store_them(on_dask, dask_client):
-    nb = on_dask
-    nb.cell("""
+TWO_SLOW_NODES = """
         import os, time
 
         def a() -> tuple:
@@ -210,7 +208,12 @@ def test_misses_run_on_dask_workers_concurrently_and_workers_store_them(on_dask,
 
         def both(a: tuple, b: tuple) -> tuple:
             return a[0], b[0]
-    """)
+"""
+
+
+def test_misses_run_on_dask_workers_concurrently_and_workers_store_them(on_dask, dask_client):
+    nb = on_dask
+    nb.cell(TWO_SLOW_NODES)
     ev = _events(nb)
     a, b = nb.value("a"), nb.value("b")
     assert a[1] < b[2] and b[1] < a[2]  # their run times overlap
@@ -223,22 +226,7 @@ def test_misses_run_on_dask_workers_concurrently_and_workers_store_them(on_dask,
     journals = _journals(nb.session.cache_dir)
     assert any(f"-{pids[0]}-" in j for j in journals)
     # A re-run is all hits, answered in the kernel without the engine.
-    nb.cell("""
-        import os, time
-
-        def a() -> tuple:
-            t0 = time.time()
-            time.sleep(1.0)
-            return os.getpid(), t0, time.time()
-
-        def b() -> tuple:
-            t0 = time.time()
-            time.sleep(1.0)
-            return os.getpid(), t0, time.time()
-
-        def both(a: tuple, b: tuple) -> tuple:
-            return a[0], b[0]
-    """)
+    nb.cell(TWO_SLOW_NODES)
     assert set(nb.statuses().values()) == {"cached"}
     assert all(e.where is None for e in _events(nb).values())
 

@@ -34,6 +34,9 @@ class RunStarted:
     run_id: int
     nodes: tuple[str, ...]
     kind: str = "run_started"
+    # Upstream nodes the run reuses without looking at them (nothing under them changed since
+    # an earlier run checked them): they get no event of their own in this run.
+    reused: tuple[str, ...] = ()
     at: float = field(default_factory=time.time)
 
 

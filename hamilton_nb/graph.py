@@ -59,6 +59,15 @@ class CellDef:
         default_factory=dict, repr=False, compare=False)
     # runner.py's per-node facts about this registration's functions (see _pure_key).
     pure: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # The compiled body and its top-level targets: re-running the same text compiles nothing.
+    code: types.CodeType | None = field(default=None, repr=False, compare=False)
+    targets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    # What Hamilton's resolution of the functions was made from (see _resolution_inputs);
+    # None when it cannot be compared (decorators, closures): such cells always re-resolve.
+    resolved_from: tuple | None = field(default=None, repr=False, compare=False)
+    config_version: int = field(default=0, repr=False, compare=False)
+    # True when this registration kept the previous one's nodes (nothing they came from changed)
+    reused: bool = field(default=False, repr=False, compare=False)
 
     @property
     def frontend_id(self) -> str:
@@ -160,7 +169,7 @@ def _is_excluded(fn: Any) -> bool:
 
 def prepare_cell(
     cell_id: str, body: str, user_ns: MutableMapping[str, Any], config: Mapping[str, Any],
-    node_names: Container[str] = (),
+    node_names: Container[str] = (), previous: CellDef | None = None, config_version: int = 0,
 ) -> CellDef:
     """Execute a cell body in the notebook namespace and resolve its functions to nodes.
 
@@ -169,28 +178,22 @@ def prepare_cell(
     name defined above them. What it binds is recorded: on any error the namespace is rolled
     back here, and the caller must call :meth:`CellDef.commit` (or ``rollback``) once it has
     validated the cell against the live DAG. Raises :class:`CellError`.
+
+    ``previous``: the registration this one replaces. When the text is the same it is not
+    compiled again, and when every function Hamilton would resolve was made from the same
+    things (:func:`_resolution_inputs`: code, annotations, defaults, config) its nodes are kept
+    (``reused``) instead of resolved again. The body always runs: its top-level statements
+    may read anything.
     """
-    try:
-        tree = ast.parse(body)
-    except SyntaxError as e:
-        raise CellError(f"Syntax error in line {e.lineno} of the cell: {e.msg}") from None
-    except (ValueError, UnicodeError) as e:  # NUL bytes, lone surrogates
-        raise CellError(
-            f"The cell contains text Python cannot read ({e}): remove the invisible or broken "
-            f"characters (often pasted in) and re-run."
-        ) from None
-    filename = _cell_filename(cell_id)
-    lines = body.splitlines(True)
-    # So tracebacks and inspect.getsource show the cell (mtime None: checkcache keeps it).
-    linecache.cache[filename] = (len(body), None, lines, filename)
-    try:
-        # dont_inherit: only the cell's own `from __future__` lines count (not this module's
-        # `annotations`, which would turn every annotation in the cell into a string).
-        code = compile(tree, filename, "exec", dont_inherit=True)
-    except SyntaxError as e:
-        raise CellError(f"Syntax error in line {e.lineno} of the cell: {e.msg}") from None
+    same_text = previous is not None and previous.code is not None and previous.body == body
+    if same_text:
+        assert previous is not None and previous.code is not None
+        code, filename, targets = previous.code, previous.filename, previous.targets
+        tree = None
+    else:
+        tree, code, filename = _compile_cell(cell_id, body)
+        targets = frozenset(_top_level_targets(tree))
     before = dict(user_ns)
-    targets = _top_level_targets(tree)
     prior: dict[str, Any] = {}
 
     def record() -> None:
@@ -213,14 +216,146 @@ def prepare_cell(
             raise
         raise CellError(
             f"The cell raised {type(e).__name__} while defining its functions: {e}"
-            + _decorator_hint(tree, node_names)
+            + _decorator_hint(tree or ast.parse(body), node_names)
         ) from e
     record()
     try:
-        return _resolve_cell(cell_id, body, filename, tree, user_ns, config, prior, targets)
+        functions, published = _cell_names(filename, user_ns, prior, targets)
+        made_from = _resolution_inputs(functions)
+        if (same_text and previous is not None and made_from is not None
+                and made_from == previous.resolved_from
+                and config_version == previous.config_version):
+            return CellDef(cell_id, body, filename, functions, previous.fcodes, published,
+                           previous.nodes, prior=prior, fdefs=previous.fdefs, pure=previous.pure,
+                           code=code, targets=targets, resolved_from=made_from,
+                           config_version=config_version, reused=True)
+        if tree is None:
+            tree = ast.parse(body)
+        cell = _resolve_cell(cell_id, body, filename, tree, user_ns, config, prior, functions,
+                             published)
+        cell.code, cell.targets = code, targets
+        cell.resolved_from, cell.config_version = made_from, config_version
+        return cell
     except BaseException:
         _restore(user_ns, prior)
         raise
+
+
+def _compile_cell(cell_id: str, body: str) -> tuple[ast.Module, types.CodeType, str]:
+    try:
+        tree = ast.parse(body)
+    except SyntaxError as e:
+        raise CellError(f"Syntax error in line {e.lineno} of the cell: {e.msg}") from None
+    except (ValueError, UnicodeError) as e:  # NUL bytes, lone surrogates
+        raise CellError(
+            f"The cell contains text Python cannot read ({e}): remove the invisible or broken "
+            f"characters (often pasted in) and re-run."
+        ) from None
+    filename = _cell_filename(cell_id)
+    lines = body.splitlines(True)
+    # So tracebacks and inspect.getsource show the cell (mtime None: checkcache keeps it).
+    linecache.cache[filename] = (len(body), None, lines, filename)
+    try:
+        # dont_inherit: only the cell's own `from __future__` lines count (not this module's
+        # `annotations`, which would turn every annotation in the cell into a string).
+        code = compile(tree, filename, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        raise CellError(f"Syntax error in line {e.lineno} of the cell: {e.msg}") from None
+    return tree, code, filename
+
+
+def _cell_names(
+    filename: str, user_ns: Mapping[str, Any], prior: Mapping[str, Any], targets: Iterable[str],
+) -> tuple[dict[str, types.FunctionType], dict[str, Any]]:
+    """The cell's node functions, and what else it published (imports, helpers, constants)."""
+    functions: dict[str, types.FunctionType] = {}
+    published: dict[str, Any] = {}
+    for name in [*prior, *(t for t in targets if t not in prior)]:
+        if name not in user_ns:
+            continue  # deleted by the cell, or bound only inside a comprehension
+        value = user_ns[name]
+        raw = inspect.unwrap(value) if inspect.isfunction(value) else None
+        if (
+            raw is not None
+            and not name.startswith("_")
+            and getattr(raw, "__code__", None) is not None
+            and raw.__code__.co_filename == filename
+            and not _is_excluded(value)
+        ):
+            functions[name] = value
+        elif not name.startswith("__"):
+            published[name] = value
+    return functions, published
+
+
+_ATOMS = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _resolution_inputs(functions: Mapping[str, Any]) -> tuple | None:
+    """What Hamilton's resolution of plain, undecorated node functions is made from: name,
+    code (compared by content), annotations, defaults and module. None when a function has
+    decorators, a closure or a wrapper: their state (decorator arguments may be mutable
+    objects the notebook holds) is not compared, so such cells are always resolved again.
+
+    Defaults compare by value when they are plain atoms and by identity otherwise: a node
+    kept from the last registration holds the very default object the new function has."""
+    out = []
+    for name, fn in functions.items():
+        if not isinstance(fn, types.FunctionType) or fn.__dict__ or fn.__closure__:
+            return None
+        defaults = tuple(_default_token(v) for v in (fn.__defaults__ or ()))
+        kwdefaults = tuple(sorted((k, _default_token(v))
+                                  for k, v in (fn.__kwdefaults__ or {}).items()))
+        out.append((name, fn.__code__, fn.__module__, fn.__qualname__,
+                    _Annotations(fn.__annotations__), defaults, kwdefaults))
+    return tuple(out)
+
+
+def _default_token(v: Any) -> tuple[str, Any]:
+    if type(v) in _ATOMS:
+        return ("=", (type(v), v))
+    return ("is", _Same(v))
+
+
+class _Same:
+    """Equal only to the very same object (a mutable default, a class)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.obj is self.obj
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Annotations:
+    """A function's annotations: types are compared as Python compares them (``list[int]``
+    by content, classes by identity); anything whose comparison fails counts as changed."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, ann: Mapping[str, Any]) -> None:
+        self.items = tuple(ann.items())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Annotations) or len(other.items) != len(self.items):
+            return False
+        for (k1, a), (k2, b) in zip(self.items, other.items, strict=True):
+            if k1 != k2:
+                return False
+            if a is b:
+                continue
+            try:
+                if type(a) is not type(b) or not bool(a == b):
+                    return False
+            except Exception:  # an annotation whose == is not a plain bool (arrays in metadata)
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _decorator_hint(tree: ast.Module, node_names: Container[str]) -> str:
@@ -241,7 +376,8 @@ def _decorator_hint(tree: ast.Module, node_names: Container[str]) -> str:
     return ""
 
 
-def _resolve_cell(cell_id, body, filename, tree, user_ns, config, prior, targets) -> CellDef:
+def _resolve_cell(cell_id, body, filename, tree, user_ns, config, prior, functions,
+                  published) -> CellDef:
     # Every def of the cell (nested ones too: `scaled = _make(2)` returns an inner function),
     # by name and first line, to find the AST of exactly the function each name holds.
     fdefs_at = {
@@ -249,23 +385,6 @@ def _resolve_cell(cell_id, body, filename, tree, user_ns, config, prior, targets
         for n in ast.walk(tree)
         if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
     }
-    functions: dict[str, types.FunctionType] = {}
-    published: dict[str, Any] = {}
-    for name in [*prior, *(t for t in targets if t not in prior)]:
-        if name not in user_ns:
-            continue  # deleted by the cell, or bound only inside a comprehension
-        value = user_ns[name]
-        raw = inspect.unwrap(value) if inspect.isfunction(value) else None
-        if (
-            raw is not None
-            and not name.startswith("_")
-            and getattr(raw, "__code__", None) is not None
-            and raw.__code__.co_filename == filename
-            and not _is_excluded(value)
-        ):
-            functions[name] = value
-        elif not name.startswith("__"):
-            published[name] = value
     fcodes: dict[types.CodeType, FunctionCode] = {}
     fdefs: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
     for name, fn in functions.items():
@@ -398,9 +517,12 @@ class LiveDag:
         self.deps: dict[str, tuple[str, ...]] = {}
         self._fcodes: dict[types.CodeType, FunctionCode] = {}
         self._order: list[str] | None = []
+        self._pos: dict[str, int] | None = None
+        self._pos_of: list[str] | None = None
         # Names of external input nodes (Hamilton's Node.user_defined is a slow property).
         self.inputs: set[str] = set()
         self.expands: set[str] = set()  # Parallelizable nodes (fan_out() is free without any)
+        self.config_version = 0  # counts config changes (a kept registration must match it)
         if self.config:
             self._set_all({}, self.config)  # config keys are input nodes, as in Hamilton
 
@@ -433,6 +555,7 @@ class LiveDag:
         nodes, node_cell = self._build(cells, config)
         self.nodes, self.node_cell, self.cells = nodes, node_cell, cells
         self.config = dict(config)
+        self.config_version += 1
         self.deps = {k: tuple(d.name for d in n.dependencies) for k, n in nodes.items()}
         self.inputs = {k for k, n in nodes.items() if n.user_defined}
         self.expands = {k for k, n in nodes.items() if n.node_role == h_node.NodeType.EXPAND}
@@ -446,7 +569,16 @@ class LiveDag:
         Costs work proportional to the cell and its neighbours, not to the DAG.
         """
         old = self.cells.get(cell.cell_id)
-        plan = self._plan(cell, old)
+        # A re-run that kept its predecessor's nodes (prepare_cell): nothing to validate or
+        # link but whether its functions now call a node by name.
+        kept = old is not None and cell.reused and cell.nodes is old.nodes
+        if kept:
+            nodes = self.nodes
+            _called_nodes(cell, lambda n: n in cell.nodes or (
+                n in nodes and not nodes[n].user_defined))
+            plan: dict[str, Any] = {}
+        else:
+            plan = self._plan(cell, old)
         missing = [n for n in require if n not in cell.nodes and not (
             n in self.nodes and (old is None or n not in old.nodes))]
         if missing:
@@ -456,7 +588,10 @@ class LiveDag:
                 f"Unknown output(s): {', '.join(missing)}. Nodes in the live DAG with this "
                 f"cell: {', '.join(known) or 'none'}."
             )
-        self._apply(cell, old, plan)
+        if kept:
+            self.cells = {**self.cells, cell.cell_id: cell}
+        else:
+            self._apply(cell, old, plan)
 
     def _plan(self, cell: CellDef, old: CellDef | None) -> dict[str, Any]:
         """Validate replacing ``old`` by ``cell``; return the input-node types to use."""
@@ -703,11 +838,18 @@ class LiveDag:
         names = set(names)
         return [cid for cid, c in self.cells.items() if names & (set(c.nodes) | set(c.functions))]
 
-    def upstream(self, outputs: Iterable[str], stop_at: Iterable[str] = ()) -> list[str]:
+    def dependants(self, name: str) -> list[str]:
+        """The nodes that take ``name`` as an input (none if it is not in the DAG)."""
+        n = self.nodes.get(name)
+        return [u.name for u in n.depended_on_by] if n is not None else []
+
+    def upstream(self, outputs: Iterable[str],
+                 stop_at: Iterable[str] | Container[str] = ()) -> list[str]:
         """Everything ``outputs`` need, in topological order; ``stop_at`` nodes are leaves.
 
         Work proportional to what is needed (a depth-first post-order), not to the DAG."""
-        stop = set(stop_at)
+        # Any container will do (a run passes a view of remembered keys: no copy of them).
+        stop = stop_at if isinstance(stop_at, Container) else set(stop_at)
         deps = self.deps
         done: set[str] = set()
         order: list[str] = []
@@ -786,6 +928,15 @@ class LiveDag:
                     stack.pop()
                     order.append(name)
         return order
+
+    def position(self) -> dict[str, int]:
+        """Each node's index in :attr:`order` (recomputed when the order is)."""
+        if self._order is None:
+            self.order  # noqa: B018  (computes it)
+        if self._pos is None or self._pos_of is not self._order:
+            self._pos = {n: i for i, n in enumerate(self._order or ())}
+            self._pos_of = self._order
+        return self._pos
 
     @property
     def order(self) -> list[str]:

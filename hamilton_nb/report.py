@@ -53,11 +53,12 @@ class RunReport:
 
     def __init__(self, events: Sequence[NodeEvent], title: str = "hamilton_nb",
                  stale: Mapping[str, str] | None = None,
-                 cells: Mapping[str, str] | None = None) -> None:
+                 cells: Mapping[str, str] | None = None, stale_total: int | None = None) -> None:
         self.events = list(events)
         self.title = title
-        self.stale = dict(stale or {})  # stale node -> why
+        self.stale = dict(stale or {})  # stale node -> why (the first STALE_ROWS of them)
         self.cells = dict(cells or {})  # cell id -> the name users know it by
+        self.stale_total = len(self.stale) if stale_total is None else stale_total
 
     def _rows(self) -> list[tuple[str, ...]]:
         rows = [
@@ -68,14 +69,18 @@ class RunReport:
             for e in self.events if e.status is not Status.CACHED and e.node not in self.stale
         ]
         rows += [(n, "stale", why, "", "", "", "") for n, why in self.stale.items()]
+        more = self.stale_total - len(self.stale)
+        if more > 0:
+            rows.append((f"… {more} more", "stale", "downstream of the above "
+                         "(`%hamilton status` lists every node)", "", "", "", ""))
         return rows
 
     _HEAD = ("node", "status", "why", "took", "saved", "size", "cell")
 
     def _summary(self) -> str:
         line = summary_line(self.events)
-        if self.stale:
-            line += f" · {len(self.stale)} stale"
+        if self.stale_total:
+            line += f" · {self.stale_total} stale"
         return line
 
     def _omitted(self) -> int:
@@ -154,8 +159,10 @@ def cell_label(session: Any, cell_id: str | None) -> str:
     return names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "")
 
 
-def stale_reasons(session: Any, stale: set[str] | None = None) -> dict[str, str]:
-    """One true sentence per stale node: what changed since its value was made."""
+def stale_reasons(session: Any, stale: set[str] | None = None,
+                  only: Sequence[str] | None = None) -> dict[str, str]:
+    """One true sentence per stale node (or per node of ``only``, in DAG order): what changed
+    since its value was made."""
     from .runner import Runner, explain_difference
     from .versions import CodeVersioner
 
@@ -163,11 +170,13 @@ def stale_reasons(session: Any, stale: set[str] | None = None) -> dict[str, str]
     if not stale:
         return {}
     runner = Runner(session.dag, session.store, lambda e: None, session.settings,
-                    session._static, session._config_keys)
+                    session._static, session._config_keys, memo=session.memo,
+                    namespace=session.namespace)
     runner.versioner = CodeVersioner(session._static)
     reasons: dict[str, str] = {}
-    for name in session.dag.order:
-        if name not in stale:
+    pos = session.dag.position()
+    for name in sorted(stale if only is None else only, key=lambda n: pos.get(n, 0)):
+        if name not in stale or name not in session.dag.nodes:
             continue
         deps = session.dag.deps[name]
         up = next((d for d in deps if d in stale), None)
@@ -229,11 +238,19 @@ def front_state(session: Any) -> dict[str, Any]:
     return state
 
 
+STALE_ROWS = 12  # a report lists this many stale nodes (the first, in DAG order), then counts
+
+
 def run_report(session: Any, events: Sequence[NodeEvent]) -> RunReport:
     """The terminal report of a run: summary, computed/failed/stale rows, cells by name."""
     stale = session.stale_nodes()
     cells = {e.cell_id: cell_label(session, e.cell_id) for e in events if e.cell_id}
-    return RunReport(events, stale=stale_reasons(session, stale), cells=cells)
+    # An edit high in a long notebook makes hundreds of nodes stale: the report names the
+    # first ones (each one's reason costs a code version) and counts the rest.
+    pos = session.dag.position()
+    first = sorted(stale, key=lambda n: pos.get(n, 0))[:STALE_ROWS]
+    return RunReport(events, stale=stale_reasons(session, stale, only=first), cells=cells,
+                     stale_total=len(stale))
 
 
 def interrupt_note(events: Sequence[NodeEvent]) -> str:

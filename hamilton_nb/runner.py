@@ -39,6 +39,7 @@ from hamilton.node import Node, NodeType
 
 from .events import CacheNote, Event, NodeEvent, NodeStarted, RunFinished, RunStarted, Status
 from .graph import LiveDag
+from .memo import KeyMemo
 from .store import CorruptEntry, Entry, Store, StoreError
 from .versions import (
     FORMAT_VERSION,
@@ -122,6 +123,23 @@ class Lazy:
         return f"<cached value of {self.node!r}, not loaded>"
 
 
+class _Replan(Exception):
+    """A remembered upstream value is gone from the store: plan again, keying everything."""
+
+
+class _Stop:
+    """Leaves of a run's upstream walk: overrides, and remembered nodes that are not outputs."""
+
+    __slots__ = ("known", "outputs", "overrides")
+
+    def __init__(self, overrides: Mapping[str, Any], known: Mapping[str, Any],
+                 outputs: set[str]) -> None:
+        self.overrides, self.known, self.outputs = overrides, known, outputs
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.overrides or (name in self.known and name not in self.outputs)
+
+
 class _Failed:
     __slots__ = ("node",)
 
@@ -149,6 +167,9 @@ class RunOutcome:
     events: list[NodeEvent]
     errors: dict[str, BaseException]
     interrupted: bool = False
+    # Upstream nodes the run reused without looking at them again: nothing they were keyed
+    # from changed since an earlier run checked them (memo.py). In topological order.
+    reused: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -167,6 +188,8 @@ class Runner:
         static_cache: dict[Any, Any],
         config_cache: dict[Any, list[str]],
         engine: Any = None,
+        memo: KeyMemo | None = None,
+        namespace: Mapping[str, Any] | None = None,
     ) -> None:
         self.dag = dag
         self.store = store
@@ -175,6 +198,9 @@ class Runner:
         self._static = static_cache
         self._config_keys = config_cache
         self.engine = engine  # engines.Engine where misses run; None: in the kernel
+        # The session's memo of code versions and keys (memo.py); None: key everything.
+        self.memo: KeyMemo | None = memo
+        self.namespace: Mapping[str, Any] = namespace if namespace is not None else {}
         self.versioner = CodeVersioner(static_cache)  # replaced at the start of every run
         self._cv: dict[str, tuple[str | None, dict[str, Any]]] = {}  # code versions, this run
 
@@ -199,6 +225,20 @@ class Runner:
         raise AssertionError("unreachable")
 
     def _run_once(self, run_id, outputs, inputs, overrides, namespace) -> RunOutcome:
+        # Keys remembered from earlier runs (memo.py) stand in for the upstream of a run with
+        # the notebook's own inputs: re-running a cell then keys that cell, not its upstream.
+        use_keys = (self.memo is not None and not inputs and not overrides
+                    and self.settings.enabled and not self.dag.expands
+                    and (self.engine is None or self.engine.kind == "local"))
+        if use_keys:
+            try:
+                return self._run_planned(run_id, outputs, inputs, overrides, namespace, True)
+            except _Replan:
+                pass  # a remembered upstream value is gone from the store: key everything
+        return self._run_planned(run_id, outputs, inputs, overrides, namespace, False)
+
+    def _run_planned(self, run_id, outputs, inputs, overrides, namespace,
+                     use_keys: bool) -> RunOutcome:
         t_run = time.perf_counter()
         self.versioner = CodeVersioner(self._static)
         self._cv = {}
@@ -216,16 +256,32 @@ class Runner:
 
         graph_nodes = self.dag.nodes
         deps = self.dag.deps
-        order = self.dag.upstream(outputs, stop_at=overrides)
+        is_input = self.dag.inputs
+        outs = set(outputs)
+        known: Mapping[str, tuple[str, str]] = self.memo.keys if use_keys else {}
+        # Remembered nodes are leaves of this run (their upstream is not walked); the outputs
+        # themselves are always looked up in the store.
+        remembered: dict[str, str] = {}
+        if known:
+            stop = _Stop(overrides, known, outs)
+            order = self.dag.upstream(outputs, stop_at=stop)
+            for name in order:
+                if name in known and name not in outs and name not in is_input:
+                    remembered[name] = known[name][0]
+        else:
+            order = self.dag.upstream(outputs, stop_at=overrides)
+        self.keys: dict[str, str] = {}  # the key each node of this run was looked up with
         ext_values = self._external_inputs(order, inputs, overrides, namespace)
-        self.emit(RunStarted(run_id, tuple(order)))
+        pending: list[tuple[str, Entry]] = []  # hits, announced once the plan stands
 
         hits: dict[str, Entry] = {}
         blocked: set[str] = set()
         deferred: set[str] = set()
-        is_input = self.dag.inputs
         for name in order:
             n = graph_nodes[name]
+            if name in remembered:
+                self.dv[name] = known[name][1]
+                continue
             if name in overrides or name in is_input:
                 self.dv[name] = self._input_version(name, ext_values.get(name, _ABSENT))
                 continue
@@ -250,14 +306,35 @@ class Runner:
                 if files is None:  # not a local file: it runs every time
                     blocked.add(name)
                     continue
-            key, _ = self._key(n, name, files)
+            if name in known and files is None:
+                key = known[name][0]  # an output whose key nothing changed under
+            else:
+                key, _ = self._key(n, name, files)
             entry = self.store.lookup(key) if key and beh == "default" else None
             if entry is None or entry.parts.get("volatile"):
                 blocked.add(name)
                 continue
+            if files is None:  # a data loader's key depends on its files: never remembered
+                self.keys[name] = key
             hits[name] = entry
             self.dv[name] = entry.data_version
             self.sizes[name] = entry.size
+            pending.append((name, entry))
+        if remembered:
+            # What must compute reads remembered values: they come from the store (a value
+            # gone from it since means keying the whole upstream after all).
+            for name in (*blocked, *deferred):
+                for d in deps[name]:
+                    if d in remembered and d not in hits:
+                        entry = self.store.lookup(remembered[d])
+                        if entry is None or entry.parts.get("volatile") \
+                                or entry.data_version != known[d][1]:
+                            raise _Replan(d)
+                        hits[d] = entry
+                        self.sizes[d] = entry.size
+        self.emit(RunStarted(run_id, tuple(n for n in order if n not in remembered),
+                             reused=tuple(remembered)))
+        for name, entry in pending:
             self._emit_hit(name, entry, "code and inputs unchanged")
 
         values: dict[str, Any] = {}
@@ -307,12 +384,49 @@ class Runner:
                     values[o] = ext_values[o]
         self.store.touch(e.key for e in hits.values())
         self.store.flush()
+        if self.memo is not None and not inputs and not overrides:
+            self._remember_keys(order, remembered, is_input)
         self.emit(
             RunFinished(run_id, tuple(outputs), ok=not self.errors and not interrupted,
                         interrupted=interrupted, duration=time.perf_counter() - t_run)
         )
         return RunOutcome(run_id, list(outputs), values, self.events, dict(self.errors),
-                          interrupted)
+                          interrupted, tuple(remembered))
+
+    def _remember_keys(self, order: list[str], remembered: Mapping[str, str],
+                       is_input: set[str]) -> None:
+        """Keep this run's keys for the next (memo.py); a node whose data version changed
+        takes the remembered keys downstream of it along."""
+        memo = self.memo
+        assert memo is not None
+        if self.dag.expands or (self.engine is not None and self.engine.kind != "local"):
+            return  # per-item keys of a fan-out are the engine's: not remembered
+        downstream = self.dag.dependants
+        fresh: dict[str, tuple[str, str]] = {}
+        changed: list[str] = []
+        for ev in self.events:
+            name = ev.node
+            key = self.keys.get(name)
+            # Only values the store holds: one it could not keep is computed again when asked.
+            ok = (ev.status in (Status.CACHED, Status.COMPUTED) and key is not None
+                  and ev.cache is CacheNote.STORED
+                  and ev.data_version not in (None, IGNORED) and name not in self.mutated
+                  and not self.parts.get(name, {}).get("volatile"))
+            if not ok:
+                changed.append(name)
+                continue
+            fresh[name] = (key, ev.data_version)
+            old = memo.keys.get(name)
+            if old is None or old[1] != ev.data_version:
+                changed.append(name)
+        if changed:
+            memo.forget_keys([d for c in changed for d in downstream(c)], downstream)
+            for c in changed:
+                memo.keys.pop(c, None)
+        memo.keys.update(fresh)
+        for name in order:
+            if name in is_input and name not in remembered:
+                memo.inputs[name] = self.dv.get(name)
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -352,14 +466,7 @@ class Runner:
         return found
 
     def _input_version(self, name: str, value: Any) -> str | None:
-        if value is _ABSENT:
-            return "<absent>"
-        if self.settings.behavior.get(name) == "ignore":
-            return IGNORED
-        try:
-            return fingerprint(value)
-        except Unhashable:
-            return None
+        return input_version(name, value, self.settings)
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -386,6 +493,14 @@ class Runner:
         memo = self._cv.get(name)
         if memo is not None:
             return memo
+        if self.memo is not None:
+            # Kept across runs, and dropped by KeyMemo.sync when anything it read changed.
+            memo = self.memo.code_version(name)
+            if memo is not None:
+                self._cv[name] = memo
+                return memo
+            # Until remembered below (remember_code): nothing downstream of it is kept.
+            self.memo.unstable.add(name)
         fns = n.originating_functions or ()
         if not fns:
             return None, {"error": "node has no function"}
@@ -399,8 +514,14 @@ class Runner:
             hit = self._static.get(pure_key)
             if hit is not None:
                 self._cv[name] = hit
+                if self.memo is not None:
+                    fcs = [cell.fcodes.get(inspect.unwrap(fn).__code__) for fn in fns]
+                    if all(fc is not None for fc in fcs):
+                        self.memo.remember_code(name, list(zip(fns, fcs, strict=True)), hit,
+                                                self.namespace)
                 return hit
         parts: dict[str, Any] = {}
+        analyzed = []
         for fn in fns:
             # This registration's analysis, looked up in the node's own cell: equal code
             # objects in two cells (same body, other decorators) must not share one.
@@ -412,6 +533,7 @@ class Runner:
                 _, fparts = self.versioner.function_version(fn, fc)
             except Unhashable as e:
                 return None, {"error": str(e)}
+            analyzed.append((fn, fc))
             for k in self._relevant_config(fn, config):
                 try:
                     fparts[f"config:{k}"] = fingerprint(config[k])
@@ -421,6 +543,9 @@ class Runner:
         flat = [f"{fn}.{k}={v}" for fn, p in sorted(parts.items()) for k, v in sorted(p.items())]
         result = hash_strings(HAMILTON_VERSION, name, *flat), parts
         self._cv[name] = result
+        if self.memo is not None and cell is not None and all(
+                fc is not None for _, fc in analyzed):
+            self.memo.remember_code(name, analyzed, result, self.namespace)
         if pure_key is not None and not any(k.startswith("config:") for p in parts.values()
                                             for k in p):
             self._static[pure_key] = result
@@ -557,6 +682,8 @@ class Runner:
             if files is None:
                 beh = "disable"
         key, parts = self._key(n, name, files)
+        if beh == "default" and key is not None and files is None and not _reads_source(n):
+            self.keys[name] = key
         if beh == "default" and key is not None:
             entry = self.store.lookup(key)
             # early cutoff: an upstream recomputed to the same data
@@ -741,6 +868,27 @@ def _part_changed(fn: str, part: str, version: Any) -> str:
     if str(version).startswith("fn:"):
         return f"code of helper `{part}` changed"
     return f"global `{part}` changed"
+
+
+def input_version(name: str, value: Any, settings: Settings) -> str | None:
+    """The data version of an external input's value (None: it has none)."""
+    if value is _ABSENT:
+        return "<absent>"
+    if settings.behavior.get(name) == "ignore":
+        return IGNORED
+    try:
+        return fingerprint(value)
+    except Unhashable:
+        return None
+
+
+def namespace_input_version(name: str, config: Mapping[str, Any], namespace: Mapping[str, Any],
+                            settings: Settings) -> str | None:
+    """The version an input has in a run given no explicit inputs (config, then the notebook)."""
+    for source in (config, namespace):
+        if name in source:
+            return input_version(name, source[name], settings)
+    return input_version(name, _ABSENT, settings)
 
 
 class _CacheAdapter(BaseDoNodeExecute):

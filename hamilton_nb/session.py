@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
+import heapq
 import os
 import threading
 import time
@@ -21,6 +23,7 @@ from .errors import SessionError
 from .events import CacheNote, DagChanged, Event, NodeEvent, RunFinished, Status
 from .export import export_module
 from .graph import CellDef, CellError, LiveDag, prepare_cell
+from .memo import KeyMemo
 from .runner import (
     BEHAVIORS,
     FORMATS,
@@ -31,6 +34,7 @@ from .runner import (
     RunOutcome,
     Settings,
     WrongInputTypes,
+    namespace_input_version,
 )
 from .store import CorruptEntry, DiskStore, Entry, MemoryStore, Store, StoreError
 from .versions import CodeVersioner
@@ -80,12 +84,19 @@ class Session:
         self._cache_key: bytes | None = None  # set_cache_key(); else HAMILTON_NB_CACHE_KEY
         self._listeners: list[Callable[[Event], None]] = []
         self._static: dict[Any, Any] = {}
+        # Code versions and keys kept across runs, dropped when what they read changes.
+        self.memo = KeyMemo()
         self._config_keys: dict[Any, list[str]] = {}
         self._run_counter = 0
         self._last: RunOutcome | None = None
         self._request = False  # inside one_request()
         self._said_hidden: set[str] = set()  # builtin-named nodes we said are not bound
         self._stale_memo: frozenset[str] | None = None  # stale_nodes() within one request
+        # Staleness kept between requests and looked at again only where something changed:
+        # None means "work it out for every node" (after a config change, reset, restore).
+        self._stale_set: set[str] | None = None
+        self._stale_seeds: set[str] = set()  # nodes whose own verdict may have changed
+        self._stale_ran: set[str] = set()  # nodes with a new event (their dependants may too)
         self.node_events: dict[str, NodeEvent] = {}  # latest event of every node
         self.running = False
         # name -> (id() of the object we bound, its data version): names hamilton_nb bound
@@ -142,6 +153,7 @@ class Session:
         if key is not None and not key:
             raise SessionError("The cache key is empty: give a non-empty secret.")
         self._cache_key = key.encode("utf-8") if key is not None else None
+        self.memo.clear()
         self.close()  # reopened with the key on next use
 
     def set_cache_dir(self, path: str | os.PathLike[str]) -> None:
@@ -151,6 +163,7 @@ class Session:
         except (OSError, StoreError) as e:
             raise SessionError(f"Cannot use {path} as the cache folder: {e}") from None
         self.close()
+        self.memo.clear()
         self._cache_dir = Path(path)
         self._store = store
 
@@ -232,8 +245,17 @@ class Session:
 
     def _emit(self, event: Event) -> None:
         self._stale_memo = None  # the DAG, a run or an entry changed: staleness may have too
+        if isinstance(event, DagChanged):
+            if event.cell_id is None:
+                self.memo.clear()  # config, reset, restore, cleared entries: nothing is kept
+                self._stale_set = None
+            else:
+                names = [*event.added, *event.removed]
+                self._stale_seeds.update(names)
+                self._stale_seeds.update(u for n in names for u in self.dag.dependants(n))
         if isinstance(event, NodeEvent):
             self.node_events[event.node] = event
+            self._stale_ran.add(event.node)
         for cb in list(self._listeners):
             try:
                 cb(event)
@@ -262,8 +284,9 @@ class Session:
         if cell_id is None:
             cell_id = self._fallback_cell_id(body)
         # Runs the body in the namespace; until commit() below, rollback() undoes it.
-        cell = prepare_cell(cell_id, body, self.namespace, self.dag.config, self.dag.nodes)
         old = self.dag.cells.get(cell_id)
+        cell = prepare_cell(cell_id, body, self.namespace, self.dag.config, self.dag.nodes,
+                            previous=old, config_version=self.dag.config_version)
         cell.jupyter_id = jupyter_id or (old.jupyter_id if old else None)
         try:
             self.check_shadowing(cell)
@@ -273,6 +296,10 @@ class Session:
             cell.rollback(self.namespace)
             raise
         cell.commit(self.namespace)
+        if cell.reused and old is not None and old.jupyter_id == cell.jupyter_id:
+            return cell  # the same nodes as before: nothing changed, nothing to tell
+        if not cell.reused:
+            self.memo.forget({*cell.nodes, *(old.nodes if old else ())}, self.dag.dependants)
         removed = sorted(set(old.nodes) - set(cell.nodes)) if old else []
         for name in removed:
             self._unbind(name)
@@ -300,6 +327,7 @@ class Session:
         if cell_id not in self.dag.cells:
             raise SessionError(f"No cell {cell_id!r}. Known cells: {', '.join(self.dag.cells)}")
         cell = self.dag.remove_cell(cell_id)
+        self.memo.forget(cell.nodes, self.dag.dependants)
         for name in cell.nodes:
             self._unbind(name)
         self._emit(DagChanged(cell_id, (), tuple(cell.nodes)))
@@ -385,8 +413,10 @@ class Session:
             except EngineError as e:
                 raise SessionError(str(e)) from None
         self._run_counter += 1
+        self.sync_memo()
         runner = Runner(self.dag, self.store, self._emit, self.settings, self._static,
-                        self._config_keys, engine=self.engine)
+                        self._config_keys, engine=self.engine, memo=self.memo,
+                        namespace=self.namespace)
         self.running = True
         try:
             outcome = runner.run(self._run_counter, outputs, inputs or {}, overrides or {},
@@ -647,6 +677,7 @@ class Session:
         if mode not in ("content", "stat"):
             raise SessionError(f"file_check must be `content` or `stat`; got {mode!r}.")
         self.settings.file_check = mode
+        self.memo.clear()
 
     def set_on_change(self, mode: str) -> None:
         """``flag`` (default): a run that leaves bound names stale says so; ``refresh``: such a
@@ -694,8 +725,31 @@ class Session:
 
     def last_run(self) -> pd.DataFrame:
         """One row per node the last run touched: node, status, reason, timings, cache note."""
-        events = self._last.events if self._last else []
-        return _events_frame(events)
+        return _events_frame(self.last_run_events())
+
+    def last_run_events(self) -> list[NodeEvent]:
+        """The events of the last run, with a hit for each upstream node it reused."""
+        if self._last is None:
+            return []
+        return [*self.reused_events(self._last.reused), *self._last.events]
+
+    def reused_events(self, frontier: Iterable[str]) -> list[NodeEvent]:
+        """A run that reused upstream nodes without looking at them (nothing under them
+        changed since an earlier run checked them) names only the first ones it met: these
+        and everything upstream of them, each as a hit made of its latest event."""
+        frontier = [n for n in frontier if n in self.dag.nodes]
+        if not frontier:
+            return []
+        out = []
+        for name in self.dag.upstream(frontier):
+            ev = self.node_events.get(name)
+            if ev is None or name in self.dag.inputs:
+                continue
+            out.append(dataclasses.replace(
+                ev, status=Status.CACHED, duration=0.0, saved=ev.saved or ev.duration,
+                error=None, where=None, cache=CacheNote.STORED,
+                reason="nothing it depends on changed since it was last checked"))
+        return out
 
     def status(self) -> pd.DataFrame:
         """Every node of the live DAG: the cell defining it and its state."""
@@ -731,31 +785,76 @@ class Session:
             self._stale_memo = frozenset(stale)
         return stale
 
+    def sync_memo(self) -> set[str]:
+        """Drop remembered code versions and keys whose globals, imports, environment
+        variables or inputs changed since (memo.py); returns the nodes whose code version went."""
+        dag, ns, settings = self.dag, self.namespace, self.settings
+        return self.memo.sync(
+            ns, dag.dependants,
+            lambda name: namespace_input_version(name, dag.config, ns, settings))
+
     def _stale_nodes(self) -> set[str]:
+        """Staleness, worked out again only for the nodes something changed under: the nodes
+        whose code version the memo dropped, that ran, that a cell changed, and downstream of
+        them as far as a verdict changes (an unchanged cell re-run looks at its nodes and their
+        direct dependants, not at the notebook)."""
+        dropped = self.sync_memo()
         runner = Runner(self.dag, self.store, lambda e: None, self.settings, self._static,
-                        self._config_keys)
+                        self._config_keys, memo=self.memo, namespace=self.namespace)
         runner.versioner = CodeVersioner(self._static)
-        stale: set[str] = set()
-        for name in self.dag.order:
-            n = self.dag.nodes[name]
-            ev = self.node_events.get(name)
-            if n.user_defined or ev is None or ev.status in (Status.FAILED, Status.SKIPPED):
-                continue  # failed/skipped say more than "stale", and have no value to be stale
-            deps = self.dag.deps[name]
-            if any(d in stale for d in deps):
-                stale.add(name)
-                continue
-            cv, _ = runner._code_version(n, name)
-            if cv != ev.code_version:
-                stale.add(name)
-                continue
-            for d in deps:
-                dev = self.node_events.get(d)
-                newer = dev is not None and dev.at > ev.at
-                if newer and dev.data_version != _dep_dv(self, name, d):
+        stale = self._stale_set
+        seeds = self._stale_seeds | self._stale_ran | dropped
+        ran = self._stale_ran
+        self._stale_seeds, self._stale_ran = set(), set()
+        if stale is None:
+            stale = set()
+            for name in self.dag.order:
+                if self._is_stale(name, runner, stale):
                     stale.add(name)
-                    break
-        return stale
+            self._stale_set = stale
+            return set(stale)
+        nodes = self.dag.nodes
+        for name in seeds:
+            if name not in nodes:
+                stale.discard(name)
+        pos = self.dag.position()
+        heap = [(pos[n], n) for n in seeds if n in pos]
+        heapq.heapify(heap)
+        done: set[str] = set()
+        while heap:
+            _, name = heapq.heappop(heap)
+            if name in done:
+                continue
+            done.add(name)
+            now = self._is_stale(name, runner, stale)
+            was = name in stale
+            if now:
+                stale.add(name)
+            else:
+                stale.discard(name)
+            if now != was or name in ran:
+                for u in self.dag.dependants(name):
+                    if u not in done:
+                        heapq.heappush(heap, (pos[u], u))
+        return set(stale)
+
+    def _is_stale(self, name: str, runner: Runner, stale: set[str]) -> bool:
+        n = self.dag.nodes[name]
+        ev = self.node_events.get(name)
+        if n.user_defined or ev is None or ev.status in (Status.FAILED, Status.SKIPPED):
+            return False  # failed/skipped say more than "stale", and have no value to be stale
+        deps = self.dag.deps[name]
+        if any(d in stale for d in deps):
+            return True
+        cv, _ = runner._code_version(n, name)
+        if cv != ev.code_version:
+            return True
+        for d in deps:
+            dev = self.node_events.get(d)
+            newer = dev is not None and dev.at > ev.at
+            if newer and dev.data_version != _dep_dv(self, name, d):
+                return True
+        return False
 
     def why(self, name: str) -> str:
         """One sentence: why ``name`` was recomputed or reused in the run that last touched it."""
@@ -815,6 +914,7 @@ class Session:
         """Evict least-recently-used entries until the cache holds at most ``max_bytes``, and
         entries unused for ``older_than`` seconds. Returns how many entries went."""
         self.reclaim()  # leftovers of killed writers count against the size too: gone first
+        self.memo.clear()
         return self.store.evict(max_bytes, older_than, self.protected_versions())
 
     def protected_versions(self) -> frozenset[str]:
@@ -826,12 +926,14 @@ class Session:
         if behavior not in BEHAVIORS:
             raise SessionError(f"Unknown behavior {behavior!r}; use one of {', '.join(BEHAVIORS)}.")
         self.settings.behavior[node] = behavior
+        self.memo.clear()
 
     def set_format(self, node: str, fmt: str) -> None:
         """Storage format of a node's value: joblib (default) or parquet (DataFrames)."""
         if fmt not in FORMATS:
             raise SessionError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
         self.settings.format[node] = fmt
+        self.memo.clear()
 
     # -- checkpoints and export (the logic is in checkpoint.py and export.py) ------------------
 

@@ -737,6 +737,18 @@ class CodeVersioner:
         raw = inspect.unwrap(fn)
         info = _code_info(raw.__code__)
         parts: dict[str, str] = {"source": fc.static}
+        parts.update(self.local_parts(fn, fc))
+        _read_globals(raw, fc.global_names, parts, ctx)
+        _read_imports(info.imports, parts, ctx)
+        _read_environment(info.env_names, parts, raw, info)
+        return hash_strings(*(f"{k}={v}" for k, v in sorted(parts.items()))), parts
+
+    def local_parts(self, fn: Callable[..., Any], fc: FunctionCode) -> dict[str, str]:
+        """The parts of a function's version its own objects hold (decorator values, defaults,
+        closure, wrapper layers): what no global name or import of it tells."""
+        ctx = self._ctx
+        raw = inspect.unwrap(fn)
+        parts: dict[str, str] = {}
         defined = dict(fc.decorator_versions)
         for name, obj in fc.decorator_values:
             now = _value_version(obj, ctx)
@@ -757,10 +769,17 @@ class CodeVersioner:
         finally:
             ctx.active.pop(id(raw), None)
             ctx.low = _NO_CYCLE
-        _read_globals(raw, fc.global_names, parts, ctx)
-        _read_imports(info.imports, parts, ctx)
-        _read_environment(info.env_names, parts, raw, info)
-        return hash_strings(*(f"{k}={v}" for k, v in sorted(parts.items()))), parts
+        return parts
+
+    def global_part(self, g: Mapping[str, Any], name: str) -> str:
+        """The version of global ``name`` as a function with globals ``g`` reads it now."""
+        parts: dict[str, str] = {}
+        _read_global(g, name, parts, self._ctx)
+        return parts[name]
+
+    def import_part(self, module_name: str) -> str:
+        """The version of a module a function body imports, as it is now."""
+        return _import_version(module_name, self._ctx)
 
 
 def nondeterministic_reads(fn: Callable[..., Any]) -> tuple[str, ...]:
@@ -771,15 +790,17 @@ def nondeterministic_reads(fn: Callable[..., Any]) -> tuple[str, ...]:
 def _read_globals(fn: types.FunctionType, names: tuple[str, ...], parts: dict[str, str],
                   ctx: _Ctx) -> None:
     g = fn.__globals__
+    for name in names:
+        _read_global(g, name, parts, ctx)
+
+
+def _read_global(g: Mapping[str, Any], name: str, parts: dict[str, str], ctx: _Ctx) -> None:
+    if name in g:
+        parts[name] = _value_version(g[name], ctx)
+        return
     bi = g.get("__builtins__", builtins)
     bi = bi if isinstance(bi, dict) else vars(bi)
-    for name in names:
-        if name in g:
-            parts[name] = _value_version(g[name], ctx)
-        elif name in bi:
-            parts[name] = "builtin"
-        else:
-            parts[name] = "<missing>"
+    parts[name] = "builtin" if name in bi else "<missing>"
 
 
 def _read_imports(imports: tuple[str, ...], parts: dict[str, str], ctx: _Ctx) -> None:
@@ -798,8 +819,13 @@ def _read_environment(env_names: tuple[str, ...], parts: dict[str, str],
         names.update(v for n in info.global_names
                      if type(v := g.get(n)) is str and _ENV_NAME.match(v))
     for var in sorted(names):
-        value = os.environ.get(var)
-        parts[f"env:{var}"] = "<unset>" if value is None else hash_strings(value)
+        parts[f"env:{var}"] = env_version(var)
+
+
+def env_version(var: str) -> str:
+    """The version of environment variable ``var`` as code reads it now."""
+    value = os.environ.get(var)
+    return "<unset>" if value is None else hash_strings(value)
 
 
 def _import_version(name: str, ctx: _Ctx) -> str:

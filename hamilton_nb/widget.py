@@ -438,6 +438,7 @@ class Panel(W.VBox):
         self.rows: dict[str, Row] = {}  # every function node of the live DAG, in DAG order
         self._views: dict[str, _RowView] = {}
         self._run_events: list[NodeEvent] = []  # of the run in progress / the last run
+        self._reused: dict[str, NodeEvent] = {}  # upstream the run reused, as hits
         self._running = False
         self._live: dict[str, str] = {}  # node -> "queued" | "running" during a run
         # Rows changed during a run, sent to the browser at most every FLUSH_S: a 500-node
@@ -459,9 +460,11 @@ class Panel(W.VBox):
         self.filter.observe(lambda _c: self._render_table(), "value")
         self.sort.observe(lambda _c: self._render_table(), "value")
         self._unsubscribe = session.subscribe(self._on_event)
-        last = session.last_run()
-        self._run_events = [session.node_events[n] for n in last["node"]
-                            if n in session.node_events]
+        last = session.last_run_events()
+        self._reused = {e.node: e for e in last if e.node in session.node_events
+                        and session.node_events[e.node] is not e}
+        self._run_events = [self._reused.get(e.node) or session.node_events[e.node]
+                            for e in last if e.node in session.node_events]
         current, _ = _current_execution()  # the cell that creates the panel just registered
         for cid, c in list(session.dag.cells.items()):
             if current is not None and c.jupyter_id == current:
@@ -513,7 +516,7 @@ class Panel(W.VBox):
 
     def _row(self, name: str, stale: set[str], in_last: set[str]) -> Row:
         s = self.session
-        ev = s.node_events.get(name)
+        ev = self._reused.get(name) or s.node_events.get(name)
         cell = s.dag.node_cell.get(name)
         label = cell_label(s, cell)
         count = self._counts.get(cell) if cell else None
@@ -656,7 +659,8 @@ class Panel(W.VBox):
             self._running = True
             if not self._button_run:
                 self._requested.clear()
-            self._run_events = []
+            self._reused = {e.node: e for e in self.session.reused_events(ev.reused)}
+            self._run_events = list(self._reused.values())
             user = {n for n in ev.nodes if self.session.dag.nodes[n].user_defined}
             self._live = {n: "queued" for n in ev.nodes if n not in user}
             self._compute_rows()

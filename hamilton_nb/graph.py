@@ -312,6 +312,9 @@ def _resolution_inputs(functions: Mapping[str, Any]) -> tuple | None:
 
 
 def _default_token(v: Any) -> tuple[str, Any]:
+    if type(v) in (float, complex):
+        # By repr: 0.0 == -0.0, yet a function defaulting to either returns something else.
+        return ("=", (type(v), repr(v)))
     if type(v) in _ATOMS:
         return ("=", (type(v), v))
     return ("is", _Same(v))

@@ -402,16 +402,22 @@ class Runner:
         if self.dag.expands or (self.engine is not None and self.engine.kind != "local"):
             return  # per-item keys of a fan-out are the engine's: not remembered
         downstream = self.dag.dependants
+        deps = self.dag.deps
         fresh: dict[str, tuple[str, str]] = {}
         changed: list[str] = []
         for ev in self.events:
             name = ev.node
             key = self.keys.get(name)
             # Only values the store holds: one it could not keep is computed again when asked.
+            # And only below nodes that are remembered too: a remembered node is a leaf of the
+            # next run, so one downstream of a data loader (its files are checked only when it
+            # is visited) or of anything else not remembered would hide that node's changes.
             ok = (ev.status in (Status.CACHED, Status.COMPUTED) and key is not None
                   and ev.cache is CacheNote.STORED
                   and ev.data_version not in (None, IGNORED) and name not in self.mutated
-                  and not self.parts.get(name, {}).get("volatile"))
+                  and not self.parts.get(name, {}).get("volatile")
+                  and all(d in fresh or d in remembered or d in is_input
+                          for d in deps.get(name, ())))
             if not ok:
                 changed.append(name)
                 continue

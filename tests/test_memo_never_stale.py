@@ -1,0 +1,590 @@
+"""Never stale, against the memo (memo.py, issue 12): re-running one cell must not trust what an
+earlier run remembered once anything under it changed.
+
+The session keeps code versions and keys across runs, and a run stops walking upstream at a
+remembered node. Each test here remembers an upstream node, changes something that node depends
+on *outside* the cell being re-run, then re-runs only a downstream cell: the upstream node must
+compute again and the value bound in the notebook must be the new one. Calls are counted with
+``hnb_calls.log`` (conftest.py), which takes no part in keys.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hamilton_nb.report import STALE_ROWS
+
+
+def fn(name: str, expr: str, params: str = "", ret: str = "int", deco: str = "") -> str:
+    """A node function that logs its calls: ``def name(params) -> ret: return expr``."""
+    head = f"{deco}\n" if deco else ""
+    return (f"{head}def {name}({params}) -> {ret}:\n"
+            f"    hnb_calls.log.append({name!r})\n    return {expr}\n")
+
+
+B = fn("b", "a * 10", "a: int")  # the downstream cell of most tests
+
+
+def cell(nb: Any, body: str, cid: str) -> None:
+    nb.cell(textwrap.dedent(body), line="-q", cell_id=cid)
+
+
+def remembered(nb: Any, calls: list[str], cid: str = "B", body: str = B) -> None:
+    """Re-run the unchanged downstream cell: nothing computes, the upstream is reused."""
+    calls.clear()
+    cell(nb, body, cid)
+    assert calls == [], "an unchanged re-run must compute nothing"
+    st = nb.statuses()
+    assert set(st.values()) == {"cached"}, st
+    df = nb.session.last_run()
+    reasons = dict(zip(df["node"], df["reason"], strict=True))
+    assert reasons.get("a") == "nothing it depends on changed since it was last checked", \
+        "the run must have stopped at the remembered upstream node (or the test proves nothing)"
+
+
+def recomputed(nb: Any, calls: list[str], cid: str = "B", body: str = B) -> dict[str, str]:
+    """Re-run only the downstream cell after an edit elsewhere; returns its statuses."""
+    calls.clear()
+    cell(nb, body, cid)
+    return nb.statuses()
+
+
+def _upstream_global_scenario(nb: Any, calls: list[str], setup: str, a_expr: str, edit: str,
+                              before: int, after: int, a_params: str = "") -> None:
+    nb.run(setup)
+    cell(nb, fn("a", a_expr, a_params), "A")
+    cell(nb, B, "B")
+    assert nb.value("b") == before
+    remembered(nb, calls)
+    nb.run(edit)
+    st = recomputed(nb, calls)
+    assert nb.value("b") == after
+    assert Counter(calls) == Counter(["a", "b"]), calls
+    assert st["a"] == "computed" and st["b"] == "computed", st
+
+
+# -- 1-4: what the upstream node reads outside its cell -----------------------------------------
+
+
+def test_changed_global_constant_recomputes_upstream_when_only_downstream_reruns(nb, calls):
+    _upstream_global_scenario(nb, calls, "K = 2", "K", "K = 3", 20, 30)
+
+
+def test_dict_mutated_in_place_recomputes_upstream_when_only_downstream_reruns(nb, calls):
+    _upstream_global_scenario(nb, calls, "CFG = {'k': 1}", "CFG['k']", "CFG['k'] = 2", 10, 20)
+
+
+def test_redefined_helper_recomputes_upstream_when_only_downstream_reruns(nb, calls):
+    _upstream_global_scenario(nb, calls, "def _helper(v):\n    return v + 1\n", "_helper(1)",
+                              "def _helper(v):\n    return v + 5\n", 20, 60)
+
+
+def test_changed_env_var_recomputes_upstream_when_only_downstream_reruns(nb, calls, monkeypatch):
+    monkeypatch.setenv("HNB_MEMO_X", "4")
+    _upstream_global_scenario(nb, calls, "import os", "int(os.environ['HNB_MEMO_X'])",
+                              "os.environ['HNB_MEMO_X'] = '7'", 40, 70)
+
+
+def test_global_read_only_inside_a_generator_recomputes_upstream(nb, calls):
+    _upstream_global_scenario(nb, calls, "K = 1", "sum(K * i for i in range(3))", "K = 2",
+                              30, 60)
+
+
+def test_changed_global_of_a_helper_the_node_calls_recomputes_upstream(nb, calls):
+    _upstream_global_scenario(nb, calls, "S = 1\ndef _scaled(v):\n    return v * S\n",
+                              "_scaled(2)", "S = 4", 20, 80)
+
+
+# -- 5: an external input ------------------------------------------------------------------------
+
+
+def test_changed_notebook_input_recomputes_upstream_when_only_downstream_reruns(nb, calls):
+    nb.run("x = 3")
+    cell(nb, fn("a", "x + 1", "x: int"), "A")
+    cell(nb, B, "B")
+    assert nb.value("b") == 40
+    remembered(nb, calls)
+    nb.run("x = 5")
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 60
+    assert Counter(calls) == Counter(["a", "b"])
+    assert st["a"] == "computed"
+
+
+def test_list_input_mutated_in_place_recomputes_upstream(nb, calls):
+    nb.run("xs = [1, 2]")
+    cell(nb, fn("a", "sum(xs)", "xs: list"), "A")
+    cell(nb, B, "B")
+    assert nb.value("b") == 30
+    remembered(nb, calls)
+    nb.run("xs.append(10)")
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 130
+    assert st["a"] == "computed"
+
+
+# -- 6: defaults -----------------------------------------------------------------------------
+
+
+A_DEFAULT = fn("a", "k['v']", "k: dict = CFG")
+
+
+def test_default_object_mutated_in_place_recomputes_upstream(nb, calls):
+    nb.run("CFG = {'v': 1}")
+    cell(nb, A_DEFAULT, "A")
+    cell(nb, B, "B")
+    assert nb.value("b") == 10
+    remembered(nb, calls)
+    nb.run("CFG['v'] = 2")
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 20
+    assert st["a"] == "computed" and Counter(calls) == Counter(["a", "b"])
+
+
+def test_default_name_rebound_then_same_text_cell_rerun_uses_the_new_object(nb, calls):
+    nb.run("CFG = {'v': 1}")
+    cell(nb, A_DEFAULT, "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    nb.run("CFG = {'v': 5}")
+    calls.clear()
+    cell(nb, A_DEFAULT, "A")  # same text: the def now takes the new object as its default
+    assert nb.session._cell("A").reused is False, "a default of another identity re-resolves"
+    assert nb.value("a") == 5
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 50
+    assert st["b"] == "computed"
+
+
+def test_rebound_default_without_rerunning_its_cell_keeps_the_registered_function(nb, calls):
+    # Like a module: the function object holds the default it was defined with. Rebinding the
+    # name does not change the registered node, so b stays 10 and nothing computes.
+    nb.run("CFG = {'v': 1}")
+    cell(nb, A_DEFAULT, "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    nb.run("CFG = {'v': 5}")
+    cell(nb, B, "B")
+    assert nb.value("b") == 10
+
+
+def test_default_from_global_changed_to_negative_zero_is_not_a_reused_cell(nb, calls):
+    # 0.0 == -0.0, but a function defaulting to -0.0 returns something else.
+    nb.run("import math\nZ = 0.0")
+    body = fn("a", "int(math.copysign(1, k))", "k: float = Z")
+    cell(nb, body, "A")
+    cell(nb, B, "B")
+    assert nb.value("b") == 10
+    remembered(nb, calls)
+    nb.run("Z = -0.0")
+    cell(nb, body, "A")
+    assert nb.value("a") == -1
+    st = recomputed(nb, calls)
+    assert nb.value("b") == -10
+    assert st["b"] == "computed"
+
+
+# -- 7-8: same-text cells: kept, or resolved again -------------------------------------------
+
+
+def test_identical_plain_cell_keeps_its_nodes(nb, calls):
+    nb.run("K = 2")
+    cell(nb, fn("a", "K"), "A")
+    nodes = nb.session._cell("A").nodes
+    cell(nb, fn("a", "K"), "A")
+    c = nb.session._cell("A")
+    assert c.reused is True and c.nodes is nodes
+    assert calls == ["a"]
+    nb.run("K = 9")
+    cell(nb, fn("a", "K"), "A")  # kept nodes, but the global changed: computed
+    assert nb.value("a") == 9 and calls == ["a", "a"]
+
+
+def test_identical_decorated_cell_is_resolved_again(nb, calls):
+    body = fn("a", "2", deco='@tag(owner="x")')
+    nb.run("from hamilton.function_modifiers import tag")
+    cell(nb, body, "A")
+    cell(nb, body, "A")
+    assert nb.session._cell("A").reused is False
+    assert nb.value("a") == 2 and calls == ["a"]
+
+
+PARAM = "from hamilton.function_modifiers import parameterize, value"
+SCALE = ("@parameterize(a=dict(k=value(P)))\ndef scale(k: dict) -> int:\n"
+         "    hnb_calls.log.append('scale')\n    return k['m'] * 10\n")
+
+
+def test_decorator_argument_mutated_then_same_text_cell_rerun_gets_new_value(nb, calls):
+    nb.run(PARAM + "\nP = {'m': 1}")
+    cell(nb, SCALE, "A")
+    assert nb.value("a") == 10
+    nb.run("P['m'] = 3")
+    cell(nb, SCALE, "A")
+    assert nb.session._cell("A").reused is False
+    assert nb.value("a") == 30
+    assert nb.statuses()["a"] == "computed"
+
+
+def test_decorator_argument_mutated_then_only_downstream_rerun_gets_new_value(nb, calls):
+    nb.run(PARAM + "\nP = {'m': 1}")
+    cell(nb, SCALE, "A")
+    cell(nb, B, "B")
+    assert nb.value("b") == 100
+    remembered(nb, calls)
+    nb.run("P['m'] = 2")
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 200
+    assert st["a"] == "computed" and Counter(calls) == Counter(["scale", "b"])
+
+
+def test_same_text_cell_with_redefined_annotation_class_is_not_reused(nb, calls):
+    nb.run("class Box:\n    pass\n")
+    body = fn("a", "1", "", ret="Box").replace("return 1", "return Box()")
+    cell(nb, body, "A")
+    first = nb.value("a")
+    nb.run("class Box:\n    pass\n")
+    cell(nb, body, "A")
+    assert nb.session._cell("A").reused is False
+    assert type(nb.value("a")) is nb.ns["Box"] and type(first) is not nb.ns["Box"]
+
+
+# -- 9: the store lost a remembered value ----------------------------------------------------
+
+
+def test_cleared_upstream_entries_then_edited_downstream_is_right(nb, calls):
+    nb.run("K = 2")
+    cell(nb, fn("a", "K"), "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    nb.line("cache clear a")
+    b2 = fn("b", "a * 100", "a: int")
+    st = recomputed(nb, calls, body=b2)
+    assert nb.value("b") == 200
+    assert st["b"] == "computed" and st["a"] == "computed"
+
+
+def test_deleted_upstream_cache_files_then_edited_downstream_replans(nb, calls, tmp_path):
+    nb.run("K = 2")
+    cell(nb, fn("a", "K"), "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    # Behind the session's back: every file of the cache folder but its index goes.
+    key = nb.session.memo.keys["a"][0]
+    entry = nb.session.store.lookup(key)
+    assert entry is not None
+    nb.session.store.delete([key])
+    b2 = fn("b", "a * 100", "a: int")
+    st = recomputed(nb, calls, body=b2)
+    assert nb.value("b") == 200
+    assert st["b"] == "computed" and st["a"] == "computed"
+    assert Counter(calls) == Counter(["a", "b"])
+
+
+# -- 10: config --------------------------------------------------------------------------------
+
+
+CONFIG_A = """
+from hamilton.function_modifiers import config
+
+@config.when(mode="x")
+def a__x() -> int:
+    hnb_calls.log.append("a__x")
+    return 1
+
+@config.when(mode="y")
+def a__y() -> int:
+    hnb_calls.log.append("a__y")
+    return 2
+"""
+
+
+def test_config_change_picks_the_other_config_when_node_for_a_downstream_rerun(nb, calls):
+    nb.line("config dict(mode='x')")
+    cell(nb, CONFIG_A, "A")
+    cell(nb, B, "B")
+    assert nb.value("b") == 10
+    remembered(nb, calls)
+    nb.line("config dict(mode='y')")
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 20
+    assert Counter(calls) == Counter(["a__y", "b"]) and st["a"] == "computed"
+    nb.line("config dict(mode='x')")
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 10
+    assert calls == [] and st["b"] == "cached"  # both values are in the cache
+
+
+# -- 11: what last_run and status say ------------------------------------------------------------
+
+
+def _chain(n: int) -> list[tuple[str, str]]:
+    cells = [("C0", fn("n0", "K"))]
+    cells += [(f"C{i}", fn(f"n{i}", f"n{i - 1} + 1", f"n{i - 1}: int")) for i in range(1, n)]
+    return cells
+
+
+def test_status_marks_a_four_cell_chain_stale_after_an_upstream_edit_and_clears(nb, calls):
+    nb.run("K = 1")
+    chain = _chain(4)
+    for cid, body in chain:
+        cell(nb, body, cid)
+    cid, last = chain[-1]
+    calls.clear()
+    cell(nb, last, cid)
+    assert calls == []
+    df = nb.session.last_run()
+    reused = dict(zip(df["node"], df["reason"], strict=True))
+    for n in ("n0", "n1", "n2"):
+        assert reused[n] == "nothing it depends on changed since it was last checked"
+    state = lambda: dict(zip(*nb.line("status")[["node", "state"]].T.values, strict=True))  # noqa: E731
+    assert "stale" not in state().values()
+    cell(nb, fn("n0", "K + 100"), "C0")  # an upstream edit: everything below is stale
+    assert state() == {"n0": "computed", "n1": "stale", "n2": "stale", "n3": "stale"}
+    nb.run("K = 2")  # and now n0 too, though no cell changed
+    assert state() == {"n0": "stale", "n1": "stale", "n2": "stale", "n3": "stale"}
+    calls.clear()
+    cell(nb, last, cid)
+    assert calls == ["n0", "n1", "n2", "n3"]
+    assert nb.value("n3") == 105
+    assert set(state().values()) == {"computed"}
+
+
+def test_last_run_lists_the_whole_reused_upstream_as_cached(nb, calls):
+    nb.run("K = 1")
+    chain = _chain(3)
+    for cid, body in chain:
+        cell(nb, body, cid)
+    calls.clear()
+    cell(nb, chain[-1][1], chain[-1][0])
+    assert nb.statuses() == {"n0": "cached", "n1": "cached", "n2": "cached"}
+    assert calls == []
+
+
+# -- 12: the report ----------------------------------------------------------------------------
+
+
+def test_report_counts_stale_nodes_past_the_first_twelve(nb, calls, capsys):
+    nb.run("K = 1")
+    cell(nb, fn("root", "K"), "R")
+    n = STALE_ROWS + 5
+    fan = "".join(fn(f"leaf{i}", f"root + {i}", "root: int") for i in range(n))
+    cell(nb, fan, "F")
+    capsys.readouterr()
+    nb.cell(fn("root", "K + 1"), cell_id="R")  # not quiet: the terminal report is printed
+    out = capsys.readouterr().out
+    assert f"{n} stale" in out
+    assert f"… {n - STALE_ROWS} more" in out
+    assert sum(1 for line in out.splitlines() if line.startswith("leaf")) == STALE_ROWS
+
+
+# -- 13: other ways to fool a memo ---------------------------------------------------------------
+
+
+def _module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str) -> Path:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    p = src / f"{name}.py"
+    p.write_text(text)
+    monkeypatch.syspath_prepend(str(src))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    return p
+
+
+def test_module_edited_on_disk_and_reloaded_recomputes_upstream(nb, calls, tmp_path,
+                                                                 monkeypatch):
+    p = _module(tmp_path, monkeypatch, "hnb_memo_mod1", "def f():\n    return 1\n")
+    nb.run("import hnb_memo_mod1")
+    cell(nb, fn("a", "hnb_memo_mod1.f()"), "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    p.write_text("def f():\n    return 7\n")
+    importlib.invalidate_caches()
+    nb.run("import importlib\nimportlib.reload(hnb_memo_mod1)")
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 70
+    assert st["a"] == "computed"
+
+
+def test_module_attribute_set_in_memory_recomputes_upstream(nb, calls, tmp_path, monkeypatch):
+    _module(tmp_path, monkeypatch, "hnb_memo_mod2", "T = 1\n")
+    nb.run("import hnb_memo_mod2")
+    cell(nb, fn("a", "hnb_memo_mod2.T"), "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    nb.run("hnb_memo_mod2.T = 4")
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 40
+    assert st["a"] == "computed"
+
+
+def test_module_file_edited_without_reload_is_not_what_runs(nb, calls, tmp_path, monkeypatch):
+    # The kernel runs the module it imported; a from-scratch replay would import the new file.
+    # Either way the value must be what the code that runs returns.
+    p = _module(tmp_path, monkeypatch, "hnb_memo_mod3", "def f():\n    return 1\n")
+    nb.run("import hnb_memo_mod3")
+    cell(nb, fn("a", "hnb_memo_mod3.f()"), "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    p.write_text("def f():\n    return 7\n")
+    cell(nb, B, "B")
+    assert nb.value("b") == 10 * nb.ns["hnb_memo_mod3"].f()
+
+
+def test_deleted_global_makes_the_downstream_rerun_fail_not_return_the_old_value(nb, calls):
+    nb.run("K = 2")
+    cell(nb, fn("a", "K"), "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    nb.run("del K")
+    calls.clear()
+    with pytest.raises(NameError):
+        cell(nb, B, "B")
+    assert calls == ["a"]
+    assert nb.session.last_run().set_index("node").loc["a", "status"] == "failed"
+
+
+def test_builtin_shadowed_by_a_notebook_variable_recomputes_upstream(nb, calls):
+    _upstream_global_scenario(nb, calls, "pass", "len([1, 2, 3])",
+                              "len = lambda v: 42", 30, 420)
+
+
+def test_builtin_shadow_deleted_recomputes_upstream(nb, calls):
+    _upstream_global_scenario(nb, calls, "len = lambda v: 42", "len([1, 2, 3])", "del len",
+                              420, 30)
+
+
+def test_two_upstream_nodes_sharing_a_global_both_recompute(nb, calls):
+    nb.run("K = 1")
+    cell(nb, fn("a", "K") + fn("c", "K * 2"), "A")
+    cell(nb, fn("b", "a + c", "a: int, c: int"), "B")
+    assert nb.value("b") == 3
+    calls.clear()
+    cell(nb, fn("b", "a + c", "a: int, c: int"), "B")
+    assert calls == []
+    nb.run("K = 5")
+    calls.clear()
+    cell(nb, fn("b", "a + c", "a: int, c: int"), "B")
+    assert nb.value("b") == 15
+    assert Counter(calls) == Counter(["a", "c", "b"])
+
+
+def test_global_changed_between_two_downstream_reruns_of_different_cells(nb, calls):
+    # The memo is synced by one run, then another cell's run must still see the change.
+    nb.run("K = 1")
+    cell(nb, fn("a", "K"), "A")
+    cell(nb, B, "B")
+    cell(nb, fn("d", "a + 1", "a: int"), "D")
+    remembered(nb, calls)
+    nb.run("K = 2")
+    cell(nb, B, "B")
+    assert nb.value("b") == 20
+    calls.clear()
+    cell(nb, fn("d", "a + 1", "a: int"), "D")
+    assert nb.value("d") == 3
+    assert calls == ["d"]  # a was recomputed by B's run already
+
+
+def test_global_changed_back_and_forth_gives_each_value(nb, calls):
+    nb.run("K = 1")
+    cell(nb, fn("a", "K"), "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    for k in (2, 1, 2, 3):
+        nb.run(f"K = {k}")
+        cell(nb, B, "B")
+        assert nb.value("b") == 10 * k
+
+
+def test_input_changed_and_passed_explicitly_then_default_run(nb, calls):
+    nb.run("x = 1")
+    cell(nb, fn("a", "x", "x: int"), "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    nb.cell(B, line="-q --inputs dict(x=7)", cell_id="B")
+    assert nb.value("b") == 70
+    cell(nb, B, "B")  # back to the notebook's x
+    assert nb.value("b") == 10
+
+
+def test_override_then_plain_rerun_is_not_the_overridden_value(nb, calls):
+    nb.run("K = 1")
+    cell(nb, fn("a", "K"), "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    nb.cell(B, line="-q --overrides dict(a=5)", cell_id="B")
+    assert nb.value("b") == 50
+    cell(nb, B, "B")
+    assert nb.value("b") == 10
+
+
+# -- data loaders: their files are never remembered, nor what is downstream of them ----------
+
+
+LOADER = """
+import pandas as pd
+from hamilton.function_modifiers import dataloader
+
+@dataloader()
+def raw(path: str) -> tuple[pd.DataFrame, dict]:
+    hnb_calls.log.append("raw")
+    return pd.read_csv(path), {}
+
+def a(raw: pd.DataFrame) -> int:
+    hnb_calls.log.append("a")
+    return int(raw.v.sum())
+"""
+
+
+def test_loaded_file_changed_recomputes_upstream_when_only_downstream_reruns(
+        nb, calls, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_text("v\n1\n2\n")
+    nb.run("path = 'data.csv'")
+    cell(nb, LOADER, "A")
+    cell(nb, B, "B")
+    assert nb.value("b") == 30
+    calls.clear()
+    cell(nb, B, "B")
+    assert calls == []
+    (tmp_path / "data.csv").write_text("v\n1\n2\n4\n")
+    calls.clear()
+    cell(nb, B, "B")
+    assert nb.value("b") == 70
+    assert "raw" in calls and "a" in calls
+
+
+REMOTE = """
+import pandas as pd
+from hamilton.function_modifiers import dataloader
+
+@dataloader()
+def remote(url: str) -> tuple[pd.DataFrame, dict]:
+    hnb_calls.log.append("remote")
+    return pd.DataFrame({"v": hnb_calls.rows}), {"url": url}
+
+def a(remote: pd.DataFrame) -> int:
+    hnb_calls.log.append("a")
+    return int(remote.v.sum())
+"""
+
+
+def test_loader_of_a_non_file_source_still_runs_when_only_downstream_reruns(nb, calls):
+    sys.modules["hnb_calls"].rows = [1, 2]  # the "remote" data: no key sees it
+    nb.run("url = 'https://example.invalid/t'")
+    with pytest.warns(UserWarning, match="cannot version"):
+        cell(nb, REMOTE, "A")
+    cell(nb, B, "B")
+    assert nb.value("b") == 30
+    sys.modules["hnb_calls"].rows = [1, 2, 10]
+    calls.clear()
+    cell(nb, B, "B")
+    assert "remote" in calls, "a loader that cannot be versioned runs every time"
+    assert nb.value("b") == 130
+

@@ -588,3 +588,187 @@ def test_loader_of_a_non_file_source_still_runs_when_only_downstream_reruns(nb, 
     assert "remote" in calls, "a loader that cannot be versioned runs every time"
     assert nb.value("b") == 130
 
+
+
+# -- nodes that run every time: what is downstream of them is not remembered either ------------
+
+
+C = fn("c", "b + 1", "b: int")  # a third cell: b is then a remembered node inside the walk
+
+
+def test_recompute_decorated_upstream_runs_again_when_only_a_cell_two_below_reruns(nb, calls):
+    sys.modules["hnb_calls"].rows = 1  # read through the call log: no key sees it
+    nb.run("from hamilton.function_modifiers import cache")
+    cell(nb, fn("a", "hnb_calls.rows", deco="@cache(behavior='recompute')"), "A")
+    cell(nb, B, "B")
+    cell(nb, C, "C")
+    cell(nb, C, "C")
+    assert nb.value("c") == 11
+    sys.modules["hnb_calls"].rows = 4
+    calls.clear()
+    cell(nb, C, "C")
+    assert "a" in calls, "a recompute node runs every time it is needed"
+    assert nb.value("c") == 41
+    assert Counter(calls) == Counter(["a", "b", "c"])
+
+
+def test_recompute_behavior_set_by_magic_runs_again_when_only_a_cell_two_below_reruns(nb,
+                                                                                     calls):
+    sys.modules["hnb_calls"].rows = 1
+    cell(nb, fn("a", "hnb_calls.rows"), "A")
+    cell(nb, B, "B")
+    cell(nb, C, "C")
+    nb.line("cache behavior a recompute")
+    cell(nb, C, "C")
+    cell(nb, C, "C")
+    sys.modules["hnb_calls"].rows = 6
+    calls.clear()
+    cell(nb, C, "C")
+    assert "a" in calls
+    assert nb.value("c") == 61
+
+
+def test_unfingerprintable_input_changed_recomputes_when_only_a_cell_two_below_reruns(nb,
+                                                                                     calls):
+    nb.run("class U:\n    def __init__(self, v):\n        self.v = v\n"
+           "    def __reduce__(self):\n        raise TypeError('no')\nu = U(1)\n")
+    cell(nb, fn("a", "u.v", "u: object"), "A")
+    cell(nb, B, "B")
+    cell(nb, C, "C")
+    cell(nb, C, "C")
+    assert nb.value("c") == 11
+    nb.run("u.v = 3")
+    cell(nb, C, "C")
+    assert nb.value("c") == 31
+
+
+def test_datafile_returning_upstream_runs_again_when_only_a_cell_two_below_reruns(
+        nb, calls, tmp_path):
+    (tmp_path / "d.txt").write_text("1")
+    nb.run(f"from hamilton_nb import DataFile\nP = {str(tmp_path / 'd.txt')!r}")
+    cell(nb, "def a() -> DataFile:\n    hnb_calls.log.append('a')\n    return DataFile(P)\n",
+         "A")
+    cell(nb, fn("b", "int(open(a).read())", "a: DataFile"), "B")
+    cell(nb, C, "C")
+    cell(nb, C, "C")
+    assert nb.value("c") == 2
+    (tmp_path / "d.txt").write_text("5")
+    calls.clear()
+    cell(nb, C, "C")
+    assert nb.value("c") == 6
+    assert "b" in calls
+
+
+# -- what a node reads, in other shapes -------------------------------------------------------
+
+
+def test_closure_object_mutated_recomputes_when_only_downstream_reruns(nb, calls):
+    nb.run("CFG = {'v': 1}")
+    body = ("def _make(cfg):\n    def a() -> int:\n        hnb_calls.log.append('a')\n"
+            "        return cfg['v']\n    return a\na = _make(CFG)\n")
+    cell(nb, body, "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    nb.run("CFG['v'] = 2")
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 20 and st["a"] == "computed"
+
+
+def test_cell_level_constant_from_a_changed_global_recomputes_on_same_text_rerun(nb, calls):
+    nb.run("BASE = 1")
+    body = "_K = BASE * 2\n" + fn("a", "_K")
+    cell(nb, body, "A")
+    cell(nb, B, "B")
+    assert nb.value("b") == 20
+    nb.run("BASE = 5")
+    calls.clear()
+    cell(nb, body, "A")
+    assert nb.value("a") == 10 and calls == ["a"]
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 100 and st["b"] == "computed"
+
+
+def test_object_attribute_mutated_recomputes_when_only_downstream_reruns(nb, calls):
+    _upstream_global_scenario(nb, calls, "import types\nOBJ = types.SimpleNamespace(k=1)",
+                              "OBJ.k", "OBJ.k = 3", 10, 30)
+
+
+def test_dataframe_mutated_in_place_recomputes_when_only_downstream_reruns(nb, calls):
+    _upstream_global_scenario(nb, calls, "import pandas as pd\nDF = pd.DataFrame({'v': [1, 2]})",
+                              "int(DF.v.sum())", "DF.loc[0, 'v'] = 5", 30, 70)
+
+
+def test_env_var_read_with_getenv_through_a_helper_recomputes(nb, calls, monkeypatch):
+    monkeypatch.setenv("HNB_MEMO_Y", "2")
+    _upstream_global_scenario(nb, calls,
+                              "import os\ndef _get():\n    return os.getenv('HNB_MEMO_Y')\n",
+                              "int(_get())", "os.environ['HNB_MEMO_Y'] = '5'", 20, 50)
+
+
+def test_module_alias_rebound_to_another_module_recomputes(nb, calls, tmp_path, monkeypatch):
+    _module(tmp_path, monkeypatch, "hnb_memo_m1", "T = 1\n")
+    _module(tmp_path, monkeypatch, "hnb_memo_m2", "T = 2\n")
+    _upstream_global_scenario(nb, calls, "import hnb_memo_m1 as m", "m.T",
+                              "import hnb_memo_m2 as m", 10, 20)
+
+
+def test_module_imported_inside_the_body_changed_in_memory_recomputes(nb, calls, tmp_path,
+                                                                       monkeypatch):
+    _module(tmp_path, monkeypatch, "hnb_memo_m3", "T = 1\n")
+    nb.run("import hnb_memo_m3")
+    body = ("def a() -> int:\n    import hnb_memo_m3 as mm\n    hnb_calls.log.append('a')\n"
+            "    return mm.T\n")
+    cell(nb, body, "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    nb.run("hnb_memo_m3.T = 9")
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 90 and st["a"] == "computed"
+
+
+def test_ipython_reset_then_redefined_global_recomputes(nb, calls):
+    nb.run("K = 2")
+    cell(nb, fn("a", "K"), "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    nb.run("del K\nK = 7")
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 70 and st["a"] == "computed"
+
+
+def test_line_magic_run_of_downstream_sees_a_changed_global(nb, calls):
+    nb.run("K = 2")
+    cell(nb, fn("a", "K"), "A")
+    cell(nb, B, "B")
+    nb.line("run -q b")
+    nb.run("K = 4")
+    nb.line("run -q b")
+    assert nb.value("b") == 40 and nb.statuses()["a"] == "computed"
+
+
+def test_status_between_edit_and_rerun_does_not_hide_the_change(nb, calls):
+    nb.run("K = 2")
+    cell(nb, fn("a", "K"), "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    nb.run("K = 3")
+    nb.session.stale_nodes()  # syncs the memo and re-versions a before the run
+    nb.session.status()
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 30 and st["a"] == "computed"
+
+
+def test_datafile_input_rewritten_recomputes_when_only_a_cell_two_below_reruns(
+        nb, calls, tmp_path):
+    (tmp_path / "d.txt").write_text("1")
+    nb.run(f"from hamilton_nb import DataFile\npath = DataFile({str(tmp_path / 'd.txt')!r})")
+    cell(nb, fn("a", "int(open(path).read())", "path: str"), "A")
+    cell(nb, B, "B")
+    cell(nb, C, "C")
+    cell(nb, C, "C")
+    assert nb.value("c") == 11
+    (tmp_path / "d.txt").write_text("3")
+    calls.clear()
+    cell(nb, C, "C")
+    assert nb.value("c") == 31
+    assert Counter(calls) == Counter(["a", "b", "c"])

@@ -16,6 +16,7 @@ import inspect
 import itertools
 import linecache
 import logging
+import struct
 import types
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -312,9 +313,12 @@ def _resolution_inputs(functions: Mapping[str, Any]) -> tuple | None:
 
 
 def _default_token(v: Any) -> tuple[str, Any]:
-    if type(v) in (float, complex):
-        # By repr: 0.0 == -0.0, yet a function defaulting to either returns something else.
-        return ("=", (type(v), repr(v)))
+    if type(v) is float:
+        # By bits: 0.0 == -0.0 and repr(-nan) == "nan", yet functions defaulting to either of
+        # a pair return different things.
+        return ("=", (float, struct.pack("<d", v)))
+    if type(v) is complex:
+        return ("=", (complex, struct.pack("<dd", v.real, v.imag)))
     if type(v) in _ATOMS:
         return ("=", (type(v), v))
     return ("is", _Same(v))

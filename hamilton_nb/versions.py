@@ -31,6 +31,7 @@ import inspect
 import linecache
 import os
 import re
+import struct
 import sys
 import sysconfig
 import textwrap
@@ -150,6 +151,10 @@ def _feed(h: xxhash.xxh3_128, obj: Any, ctx: _Ctx) -> None:
     t = type(obj)
     if t in _SCALARS:
         _tag(h, f"{t.__name__}:{obj!r}")
+        if (t is float or t is complex) and obj != obj:
+            # repr(-nan) == "nan": the bits tell NaNs apart (math.copysign reads the sign).
+            h.update(struct.pack("<d", obj) if t is float
+                     else struct.pack("<dd", obj.real, obj.imag))
         return
     if t is str:
         _tag(h, "str")

@@ -191,6 +191,21 @@ def test_default_from_global_changed_to_negative_zero_is_not_a_reused_cell(nb, c
     assert st["b"] == "computed"
 
 
+
+def test_default_from_global_changed_to_negative_nan_is_not_a_reused_cell(nb, calls):
+    # repr(-nan) == "nan": only the sign bit tells them apart.
+    nb.run("import math\nZ = float('nan')")
+    body = fn("a", "int(math.copysign(1, k))", "k: float = Z")
+    cell(nb, body, "A")
+    cell(nb, B, "B")
+    assert nb.value("b") == 10
+    nb.run("Z = -float('nan')")
+    cell(nb, body, "A")
+    assert nb.value("a") == -1
+    st = recomputed(nb, calls)
+    assert nb.value("b") == -10
+    assert st["b"] == "computed"
+
 # -- 7-8: same-text cells: kept, or resolved again -------------------------------------------
 
 
@@ -772,3 +787,37 @@ def test_datafile_input_rewritten_recomputes_when_only_a_cell_two_below_reruns(
     cell(nb, C, "C")
     assert nb.value("c") == 31
     assert Counter(calls) == Counter(["a", "b", "c"])
+
+
+
+def test_does_function_reading_a_changed_global_recomputes_when_only_downstream_reruns(nb,
+                                                                                     calls):
+    nb.run("from hamilton.function_modifiers import does\nW = 1\n"
+           "def _comb(**kw):\n    return W * sum(kw.values())\n")
+    cell(nb, fn("x", "2"), "X")
+    cell(nb, "@does(_comb)\ndef a(x: int) -> int:\n    pass\n", "A")
+    cell(nb, B, "B")
+    assert nb.value("b") == 20
+    nb.run("W = 3")
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 60 and st["a"] == "computed"
+
+
+def test_extracted_column_upstream_sees_a_changed_global_when_only_downstream_reruns(nb,
+                                                                                   calls):
+    nb.run("import pandas as pd\nfrom hamilton.function_modifiers import extract_columns\n"
+           "K = 1")
+    cell(nb, "@extract_columns('a', 'z')\ndef df() -> pd.DataFrame:\n"
+             "    hnb_calls.log.append('df')\n"
+             "    return pd.DataFrame({'a': [K, K], 'z': [0, 0]})\n", "A")
+    b = "def b(a: pd.Series) -> int:\n    hnb_calls.log.append('b')\n    return int(a.sum())\n"
+    cell(nb, b, "B")
+    assert nb.value("b") == 2
+    calls.clear()
+    cell(nb, b, "B")
+    assert calls == []
+    nb.run("K = 5")
+    calls.clear()
+    cell(nb, b, "B")
+    assert nb.value("b") == 10
+    assert Counter(calls) == Counter(["df", "b"])

@@ -451,7 +451,8 @@ def bench_big(
         t0 = time.perf_counter()
         got = s.run([last])
         nb_edit.append(time.perf_counter() - t0)
-        statuses = {ev.node: ev.status.value for ev in s._last.events}
+        df = s.last_run()
+        statuses = dict(zip(df["node"], df["status"], strict=True))
         assert statuses["df_4"] == "cached" and statuses["df_5"] == "computed", statuses
         del got
     s.close()

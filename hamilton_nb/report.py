@@ -244,7 +244,7 @@ STALE_ROWS = 12  # a report lists this many stale nodes (the first, in DAG order
 def run_report(session: Any, events: Sequence[NodeEvent]) -> RunReport:
     """The terminal report of a run: summary, computed/failed/stale rows, cells by name."""
     stale = session.stale_nodes()
-    cells = {e.cell_id: cell_label(session, e.cell_id) for e in events if e.cell_id}
+    cells = {cid: cell_label(session, cid) for cid in {e.cell_id for e in events if e.cell_id}}
     # An edit high in a long notebook makes hundreds of nodes stale: the report names the
     # first ones (each one's reason costs a code version) and counts the rest.
     pos = session.dag.position()

@@ -254,8 +254,17 @@ class Session:
                 self._stale_seeds.update(names)
                 self._stale_seeds.update(u for n in names for u in self.dag.dependants(n))
         if isinstance(event, NodeEvent):
+            prev = self.node_events.get(event.node)
             self.node_events[event.node] = event
-            self._stale_ran.add(event.node)
+            if (prev is not None and event.status is Status.CACHED
+                    and prev.status in (Status.CACHED, Status.COMPUTED)
+                    and prev.data_version == event.data_version
+                    and prev.code_version == event.code_version):
+                # The same value again: only its own verdict can change (it is checked again),
+                # not its dependants' (they compare against this very data version).
+                self._stale_seeds.add(event.node)
+            else:
+                self._stale_ran.add(event.node)
         for cb in list(self._listeners):
             try:
                 cb(event)
@@ -839,14 +848,14 @@ class Session:
         return set(stale)
 
     def _is_stale(self, name: str, runner: Runner, stale: set[str]) -> bool:
-        n = self.dag.nodes[name]
         ev = self.node_events.get(name)
-        if n.user_defined or ev is None or ev.status in (Status.FAILED, Status.SKIPPED):
+        if name in self.dag.inputs or ev is None or ev.status in (Status.FAILED,
+                                                                  Status.SKIPPED):
             return False  # failed/skipped say more than "stale", and have no value to be stale
         deps = self.dag.deps[name]
         if any(d in stale for d in deps):
             return True
-        cv, _ = runner._code_version(n, name)
+        cv, _ = runner._code_version(self.dag.nodes[name], name)
         if cv != ev.code_version:
             return True
         for d in deps:

@@ -821,3 +821,32 @@ def test_extracted_column_upstream_sees_a_changed_global_when_only_downstream_re
     cell(nb, b, "B")
     assert nb.value("b") == 10
     assert Counter(calls) == Counter(["df", "b"])
+
+
+def test_notebook_variable_named_like_a_defaulted_parameter_is_used_once_defined(nb, calls):
+    cell(nb, fn("a", "k", "k: int = 2"), "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    nb.run("k = 5")  # an optional input now given by the notebook
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 50 and st["a"] == "computed"
+    nb.run("del k")  # and gone again: the default
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 20
+
+
+def test_sibling_of_a_rerun_cell_is_marked_stale_when_their_upstream_recomputed(nb, calls):
+    nb.run("K = 1")
+    cell(nb, fn("a", "K"), "A")
+    cell(nb, B, "B")
+    cell(nb, fn("c", "a + 1", "a: int"), "C")
+    state = lambda: dict(zip(*nb.session.status()[["node", "state"]].T.values, strict=True))  # noqa: E731
+    assert "stale" not in state().values()
+    nb.run("K = 2")
+    cell(nb, B, "B")  # recomputes a and b, not c
+    assert nb.value("b") == 20
+    assert state()["c"] == "stale"
+    calls.clear()
+    cell(nb, fn("c", "a + 1", "a: int"), "C")
+    assert nb.value("c") == 3 and calls == ["c"]
+    assert "stale" not in state().values()

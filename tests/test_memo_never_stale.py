@@ -850,3 +850,28 @@ def test_sibling_of_a_rerun_cell_is_marked_stale_when_their_upstream_recomputed(
     cell(nb, fn("c", "a + 1", "a: int"), "C")
     assert nb.value("c") == 3 and calls == ["c"]
     assert "stale" not in state().values()
+
+
+SCALER = "class Scaler:\n    def k(self):\n        return 2\nS = Scaler()\n"
+
+
+def test_method_of_a_global_instance_monkeypatched_recomputes(nb, calls):
+    _upstream_global_scenario(nb, calls, SCALER, "S.k()",
+                              "Scaler.k = lambda self: 3", 20, 30)
+
+
+def test_class_of_a_global_instance_redefined_recomputes(nb, calls):
+    _upstream_global_scenario(nb, calls, SCALER, "S.k()",
+                              SCALER.replace("return 2", "return 4"), 20, 40)
+
+
+def test_submodule_attribute_changed_in_memory_recomputes(nb, calls, tmp_path, monkeypatch):
+    pkg = tmp_path / "src" / "hnb_memo_pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from . import sub\n")
+    (pkg / "sub.py").write_text("T = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    for m in ("hnb_memo_pkg", "hnb_memo_pkg.sub"):
+        monkeypatch.delitem(sys.modules, m, raising=False)
+    _upstream_global_scenario(nb, calls, "import hnb_memo_pkg", "hnb_memo_pkg.sub.T",
+                              "hnb_memo_pkg.sub.T = 6", 10, 60)

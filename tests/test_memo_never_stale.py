@@ -875,3 +875,31 @@ def test_submodule_attribute_changed_in_memory_recomputes(nb, calls, tmp_path, m
         monkeypatch.delitem(sys.modules, m, raising=False)
     _upstream_global_scenario(nb, calls, "import hnb_memo_pkg", "hnb_memo_pkg.sub.T",
                               "hnb_memo_pkg.sub.T = 6", 10, 60)
+
+
+def test_notebook_input_replaced_by_a_node_is_used_when_only_downstream_reruns(nb, calls):
+    nb.run("x = 3")
+    cell(nb, fn("a", "x + 1", "x: int"), "A")
+    cell(nb, B, "B")
+    remembered(nb, calls)
+    nb.run("del x")  # as the refusal to shadow it says
+    cell(nb, fn("x", "100"), "X")  # x is now a node
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 1010
+    assert st["a"] == "computed"
+
+
+def test_node_reading_another_nodes_bound_value_as_a_global(nb, calls):
+    nb.run("K = 1")
+    cell(nb, fn("a", "K"), "A")
+    cell(nb, B, "B")
+    try:
+        cell(nb, fn("d", "b + 1"), "D")
+    except Exception as e:  # refused with a message: nothing can be stale then
+        pytest.skip(f"reading a node's value as a global is refused: {e}")
+    assert nb.value("d") == 11
+    nb.run("K = 2")
+    cell(nb, B, "B")
+    assert nb.value("b") == 20
+    cell(nb, fn("d", "b + 1"), "D")
+    assert nb.value("d") == 21

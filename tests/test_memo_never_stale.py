@@ -11,6 +11,7 @@ compute again and the value bound in the notebook must be the new one. Calls are
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import textwrap
 from collections import Counter
@@ -903,3 +904,50 @@ def test_node_reading_another_nodes_bound_value_as_a_global(nb, calls):
     assert nb.value("b") == 20
     cell(nb, fn("d", "b + 1"), "D")
     assert nb.value("d") == 21
+
+
+def _states(nb: Any) -> dict[str, str]:
+    df = nb.session.status()
+    return dict(zip(df["node"], df["state"], strict=True))
+
+
+def test_status_follows_a_global_changed_and_changed_back(nb, calls):
+    nb.run("K = 1")
+    cell(nb, fn("a", "K"), "A")
+    cell(nb, B, "B")
+    assert "stale" not in _states(nb).values()
+    nb.run("K = 2")
+    assert {k: v for k, v in _states(nb).items() if v == "stale"} == {"a": "stale",
+                                                                       "b": "stale"}
+    nb.run("K = 1")
+    assert "stale" not in _states(nb).values()
+    nb.run("K = 3")
+    assert _states(nb)["b"] == "stale"
+    calls.clear()
+    cell(nb, B, "B")
+    assert nb.value("b") == 30 and Counter(calls) == Counter(["a", "b"])
+    assert "stale" not in _states(nb).values()
+
+
+def test_status_marks_env_var_reader_and_downstream_stale(nb, calls, monkeypatch):
+    monkeypatch.setenv("HNB_MEMO_Z", "1")
+    nb.run("import os")
+    cell(nb, fn("a", "int(os.environ['HNB_MEMO_Z'])"), "A")
+    cell(nb, B, "B")
+    cell(nb, fn("c", "b + 1", "b: int"), "C")
+    assert "stale" not in _states(nb).values()
+    os.environ["HNB_MEMO_Z"] = "2"
+    assert [n for n, s in _states(nb).items() if s == "stale"] == ["a", "b", "c"]
+
+
+def test_status_marks_a_registered_only_edit_and_downstream_stale(nb, calls):
+    cell(nb, fn("a", "1"), "A")
+    cell(nb, B, "B")
+    cell(nb, fn("c", "b + 1", "b: int"), "C")
+    nb.cell(fn("a", "2"), line="-q -r", cell_id="A")
+    st = _states(nb)
+    assert st["b"] == "stale" and st["c"] == "stale"
+    assert st["a"] == "stale"
+    calls.clear()
+    cell(nb, fn("c", "b + 1", "b: int"), "C")
+    assert nb.value("c") == 21 and Counter(calls) == Counter(["a", "b", "c"])

@@ -798,9 +798,13 @@ class Session:
         """Drop remembered code versions and keys whose globals, imports, environment
         variables or inputs changed since (memo.py); returns the nodes whose code version went."""
         dag, ns, settings = self.dag, self.namespace, self.settings
-        return self.memo.sync(
+        dropped = self.memo.sync(
             ns, dag.dependants,
             lambda name: namespace_input_version(name, dag.config, ns, settings))
+        # Whoever synced (a run does first), staleness must look at these again: a run of
+        # another cell would otherwise swallow the news, and `status` call them fresh.
+        self._stale_seeds.update(dropped)
+        return dropped
 
     def _stale_nodes(self) -> set[str]:
         """Staleness, worked out again only for the nodes something changed under: the nodes

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from hamilton_nb.report import STALE_ROWS
+from hamilton_nb.versions import fingerprint
 
 
 def fn(name: str, expr: str, params: str = "", ret: str = "int", deco: str = "") -> str:
@@ -951,3 +952,104 @@ def test_status_marks_a_registered_only_edit_and_downstream_stale(nb, calls):
     calls.clear()
     cell(nb, fn("c", "b + 1", "b: int"), "C")
     assert nb.value("c") == 21 and Counter(calls) == Counter(["a", "b", "c"])
+
+
+# -- a random walk of edits and re-runs, checked against the formulas at every step -----------
+
+
+RW_CELLS = {
+    "A": ["a", fn("a", "x + K1", "x: int"), fn("a", "x * K1", "x: int")],
+    "A2": ["a2", fn("a2", "_h(K2)"), fn("a2", "_h(K2) + 1")],
+    "B": ["b", fn("b", "a * 100 + a2", "a: int, a2: int"),
+          fn("b", "a * 10 - a2", "a: int, a2: int")],
+    "C": ["c", fn("c", "b + CFG['k']", "b: int"), fn("c", "b - CFG['k']", "b: int")],
+    "D": ["d", fn("d", "c * 2 + a2", "a2: int, c: int"),
+          fn("d", "c * 3 + a2", "a2: int, c: int")],
+}
+RW_HELPERS = ["def _h(v):\n    return v * M\n", "def _h(v):\n    return v + M\n"]
+
+
+def _rw_expected(g: dict[str, int], variant: dict[str, int]) -> dict[str, int]:
+    h = (lambda v: v * g["M"]) if g["helper"] == 0 else (lambda v: v + g["M"])
+    a = g["x"] + g["K1"] if variant["A"] == 0 else g["x"] * g["K1"]
+    a2 = h(g["K2"]) + (0 if variant["A2"] == 0 else 1)
+    b = a * 100 + a2 if variant["B"] == 0 else a * 10 - a2
+    c = b + g["k"] if variant["C"] == 0 else b - g["k"]
+    d = c * 2 + a2 if variant["D"] == 0 else c * 3 + a2
+    return {"a": a, "a2": a2, "b": b, "c": c, "d": d}
+
+
+@pytest.mark.parametrize("inputs", [False, True], ids=["globals", "and_inputs"])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+def test_random_edits_and_reruns_never_return_a_stale_value(nb, calls, seed, inputs):
+    import random
+
+    rng = random.Random(seed)
+    actions = ["global", "global", "cfg", "helper", "edit", "status"] + ["input"] * inputs
+    g = {"x": 1, "K1": 2, "K2": 3, "M": 4, "k": 5, "helper": 0}
+    variant = {cid: 0 for cid in RW_CELLS}
+    nb.run("x = 1\nK1 = 2\nK2 = 3\nM = 4\nCFG = {'k': 5}\n" + RW_HELPERS[0])
+    for cid, (_, *texts) in RW_CELLS.items():
+        cell(nb, texts[0], cid)
+    for step in range(40):
+        action = rng.choice(actions)
+        if action == "global":
+            name = rng.choice(["K1", "K2", "M"])
+            g[name] = rng.randint(1, 4)
+            nb.run(f"{name} = {g[name]}")
+        elif action == "input":
+            g["x"] = rng.randint(1, 4)
+            nb.run(f"x = {g['x']}")
+        elif action == "cfg":
+            g["k"] = rng.randint(1, 4)
+            nb.run(f"CFG['k'] = {g['k']}")
+        elif action == "helper":
+            g["helper"] = rng.randint(0, 1)
+            nb.run(RW_HELPERS[g["helper"]])
+        elif action == "edit":
+            cid = rng.choice(list(RW_CELLS))
+            variant[cid] = rng.randint(0, 1)
+            cell(nb, RW_CELLS[cid][1 + variant[cid]], cid)
+        else:
+            nb.session.stale_nodes()
+        # Re-run one cell, unchanged, as users do: its node must be what the formulas say.
+        cid = rng.choice(list(RW_CELLS))
+        node, *texts = RW_CELLS[cid]
+        cell(nb, texts[variant[cid]], cid)
+        want = _rw_expected(g, variant)
+        assert nb.value(node) == want[node], f"seed {seed} step {step}: `{node}` is stale"
+        st = nb.session.stale_nodes()
+        assert node not in st, f"seed {seed} step {step}: `{node}` just ran, yet stale"
+        # Status never calls an outdated value fresh: a node whose last value is not what the
+        # formulas give now must be stale. (Not checked with input changes: staleness does not
+        # look at external inputs, see the xfail test below.)
+        for n, v in want.items() if not inputs else ():
+            ev = nb.session.node_events.get(n)
+            if ev is not None and ev.data_version != fingerprint(v):
+                assert n in st, f"seed {seed} step {step}: `{n}` is outdated, not stale"
+
+
+
+def test_status_marks_stale_a_global_change_that_a_run_of_another_cell_synced(nb, calls):
+    # The run of an unrelated cell syncs the memo first: what it dropped must still reach
+    # staleness (it did not: `status` called `a2` and below fresh).
+    nb.run("K1 = 1\nK2 = 1")
+    cell(nb, fn("a", "K1"), "A")
+    cell(nb, fn("a2", "K2"), "A2")
+    cell(nb, fn("b", "a + a2", "a: int, a2: int"), "B")
+    nb.run("K2 = 5")
+    cell(nb, fn("a", "K1"), "A")
+    st = _states(nb)
+    assert st["a2"] == "stale" and st["b"] == "stale" and st["a"] != "stale"
+
+
+@pytest.mark.xfail(strict=True, reason="staleness compares code versions and upstream nodes' "
+                   "data versions, never external inputs: after `x = 5` the reader of x is "
+                   "reported fresh until it runs (runs themselves are right). Predates the memo.")
+def test_status_marks_the_reader_of_a_changed_notebook_input_stale(nb, calls):
+    nb.run("x = 1")
+    cell(nb, fn("a", "x", "x: int"), "A")
+    cell(nb, B, "B")
+    nb.run("x = 2")
+    st = _states(nb)
+    assert st["a"] == "stale" and st["b"] == "stale"

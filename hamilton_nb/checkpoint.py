@@ -224,8 +224,7 @@ def build_manifest(
     record is rebuilt after every change, and only the changed nodes' records cost anything."""
     dag = session.dag
     events = session.node_events
-    store = None
-    by_version: dict[tuple[str, str, str], Entry] | None = None
+    finder = _EntryFinder(session)
     nodes: dict[str, dict[str, Any]] = {}
     is_input = dag.inputs
     fresh: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -241,27 +240,22 @@ def build_manifest(
         if memo is not None and mkey in memo:
             nodes[node_name] = fresh[mkey] = memo[mkey]
             continue
-        source = hashlib.sha256("|".join(statics).encode()).hexdigest()[:32]
-        rec: dict[str, Any] = {"cell_id": dag.node_cell.get(node_name), "source": source}
-        if (ev is not None and ev.status in (Status.COMPUTED, Status.CACHED)
-                and ev.data_version and ev.code_version and ev.cache == CacheNote.STORED):
-            if store is None:
-                store = session.store
-            entry = store.latest(node_name)
-            if entry is None or (entry.code_version, entry.data_version) != (
-                    ev.code_version, ev.data_version):
-                if by_version is None:  # rare: another entry of the node is newer
-                    by_version = {(e.node, e.code_version, e.data_version): e
-                                  for e in sorted(store.entries(), key=lambda e: e.created)}
-                entry = by_version.get((node_name, ev.code_version, ev.data_version))
-            if entry is not None:
-                rec.update(key=entry.key, code_version=entry.code_version,
-                           data_version=entry.data_version, at=ev.at)
-        nodes[node_name] = fresh[mkey] = rec
+        nodes[node_name] = fresh[mkey] = _node_record(dag, node_name, statics, ev, finder)
     if memo is not None:
         memo.clear()
         memo.update(fresh)
-    manifest: dict[str, Any] = {
+    manifest = _manifest_head(session, name)
+    manifest["nodes"] = nodes
+    key = session.cache_key
+    if key is not None:  # a signed index: restore runs only code a key holder saved
+        _trust.sign_manifest(manifest, key)
+    return manifest
+
+
+def _manifest_head(session: Session, name: str | None) -> dict[str, Any]:
+    """Everything of a manifest but its node records."""
+    dag = session.dag
+    head: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "name": name,
         "created": time.time(),
@@ -270,13 +264,44 @@ def build_manifest(
         "cells": [{"cell_id": c.cell_id, "body": c.body} for c in dag.cells.values()],
         "settings": {"behavior": dict(session.settings.behavior),
                      "format": dict(session.settings.format)},
-        "nodes": nodes,
     }
-    manifest.update(_encode_config(dag.config))
-    key = session.cache_key
-    if key is not None:  # a signed index: restore runs only code a key holder saved
-        _trust.sign_manifest(manifest, key)
-    return manifest
+    head.update(_encode_config(dag.config))
+    return head
+
+
+class _EntryFinder:
+    """The store entry holding a node's event's value (built lazily: most saves need none)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.store: Any = None
+        self.by_version: dict[tuple[str, str, str], Entry] | None = None
+
+    def find(self, node: str, code_version: str, data_version: str) -> Entry | None:
+        if self.store is None:
+            self.store = self.session.store
+        entry = self.store.latest(node)
+        if entry is None or (entry.code_version, entry.data_version) != (code_version,
+                                                                         data_version):
+            if self.by_version is None:  # rare: another entry of the node is newer
+                self.by_version = {(e.node, e.code_version, e.data_version): e
+                                   for e in sorted(self.store.entries(), key=lambda e: e.created)}
+            entry = self.by_version.get((node, code_version, data_version))
+        return entry
+
+
+def _node_record(dag: Any, node_name: str, statics: tuple[str, ...], ev: NodeEvent | None,
+                 finder: _EntryFinder) -> dict[str, Any]:
+    """A node's record in a manifest: its cell, its code, and where its value is stored."""
+    source = hashlib.sha256("|".join(statics).encode()).hexdigest()[:32]
+    rec: dict[str, Any] = {"cell_id": dag.node_cell.get(node_name), "source": source}
+    if (ev is not None and ev.status in (Status.COMPUTED, Status.CACHED)
+            and ev.data_version and ev.code_version and ev.cache == CacheNote.STORED):
+        entry = finder.find(node_name, ev.code_version, ev.data_version)
+        if entry is not None:
+            rec.update(key=entry.key, code_version=entry.code_version,
+                       data_version=entry.data_version, at=ev.at)
+    return rec
 
 
 def diff_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> pd.DataFrame:
@@ -337,6 +362,10 @@ def _short(rec: Mapping[str, Any] | None) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+# Where the node entries go in the last-state text (random: no cell body can contain it).
+_NODES_MARK = f"@@hamilton-nb-nodes-{os.urandom(8).hex()}@@"
+
+
 class Checkpoints:
     """Saves the session's "last state" as it changes, and manages named checkpoints.
 
@@ -352,6 +381,13 @@ class Checkpoints:
         self._saved_nodes: dict[str, tuple[Any, Any]] = {}  # node -> (code, data) version saved
         self._saved_cells: dict[str, tuple[Any, ...]] = {}  # cell -> _cell_signature saved
         self._records: dict[tuple[Any, ...], dict[str, Any]] = {}  # build_manifest's memo
+        # The last-state record's node entries as JSON text, by node: only the nodes an event
+        # named since the last save are built again (None: all of them, next save).
+        self._frags: dict[str, str] = {}
+        self._frag_dirty: set[str] | None = None
+        self._frag_root: Path | None = None
+        self._frag_versions: dict[str, tuple[Any, Any]] = {}
+        self._cells_touched: set[str] | None = None  # cells registered since the last save
         self._defer = 0  # > 0 inside deferred(): one save at its end instead of one per event
         self._save_pending = False
         # The kernel's starting folder: a relative notebook name is resolved against it (a
@@ -401,7 +437,15 @@ class Checkpoints:
             # an all-hit run writes nothing (it is the hot path).
             if self._saved_nodes.get(event.node) != (event.code_version, event.data_version):
                 self._dirty = True
+                self._frag_touch((event.node,))
         elif isinstance(event, DagChanged):
+            if event.cell_id is None:
+                self._frag_dirty = None
+                self._cells_touched = None
+            else:
+                self._frag_touch((*event.added, *event.removed))
+                if self._cells_touched is not None:
+                    self._cells_touched.add(event.cell_id)
             if event.cell_id is not None and self._cell_unchanged(event.cell_id):
                 # Re-running a cell with the same code changes nothing the state records;
                 # rebuilding it would cost O(notebook) on every cell run (the hot path).
@@ -409,6 +453,51 @@ class Checkpoints:
             self._request_save()
         elif isinstance(event, RunFinished) and self._dirty:
             self._request_save()
+
+    def _frag_touch(self, names: tuple[str, ...]) -> None:
+        if self._frag_dirty is not None:
+            self._frag_dirty.update(names)
+
+    def _state_text(self) -> tuple[str, dict[str, tuple[Any, Any]]]:
+        """The last-state record as JSON, and each node's (code, data) version in it.
+
+        Rebuilding it whole after every cell cost O(notebook) on each edit (issue 12): the
+        node entries are kept as JSON text and only those of nodes an event named since are
+        made again; the rest is the head (cells, settings, config). A signed record (a cache
+        key is set) is built whole: its signature covers the parsed manifest."""
+        s = self.session
+        if s.cache_key is not None:
+            manifest = build_manifest(s, memo=self._records)
+            manifest.pop("created")
+            return json.dumps(manifest, sort_keys=True), {
+                n: (r.get("code_version"), r.get("data_version"))
+                for n, r in manifest["nodes"].items()}
+        dag = s.dag
+        dirty = self._frag_dirty
+        if dirty is None or self._frag_root != self.root:
+            self._frags, self._frag_versions = {}, {}
+            names: Any = dag.nodes
+        else:
+            names = dirty
+        self._frag_dirty, self._frag_root = set(), self.root
+        finder = _EntryFinder(s)
+        for name in list(names):
+            n = dag.nodes.get(name)
+            if n is None or name in dag.inputs:
+                self._frags.pop(name, None)
+                self._frag_versions.pop(name, None)
+                continue
+            statics = tuple(fc.static if (fc := dag.fcode(f)) is not None else ""
+                            for f in (n.originating_functions or ()))
+            rec = _node_record(dag, name, statics, s.node_events.get(name), finder)
+            self._frags[name] = f"{json.dumps(name)}: {json.dumps(rec, sort_keys=True)}"
+            self._frag_versions[name] = (rec.get("code_version"), rec.get("data_version"))
+        head = _manifest_head(s, None)
+        head.pop("created")
+        head["nodes"] = _NODES_MARK
+        nodes = "{" + ", ".join(self._frags[k] for k in sorted(self._frags)) + "}"
+        text = json.dumps(head, sort_keys=True).replace(json.dumps(_NODES_MARK), nodes, 1)
+        return text, dict(self._frag_versions)
 
     def _request_save(self) -> None:
         if self._defer:
@@ -442,9 +531,7 @@ class Checkpoints:
         if getattr(s.store, "degraded", None):
             return  # the folder takes no writes: the store has already said so, once
         try:
-            manifest = build_manifest(s, memo=self._records)
-            manifest.pop("created")
-            text = json.dumps(manifest, sort_keys=True)
+            text, versions = self._state_text()
             path = self._state_path()
             if self._written.get(path) == text:
                 return
@@ -456,9 +543,18 @@ class Checkpoints:
             _atomic_write(path, text)
             self._written[path] = text
             self._dirty = False
-            self._saved_nodes = {n: (r.get("code_version"), r.get("data_version"))
-                                 for n, r in manifest["nodes"].items()}
-            self._saved_cells = {cid: _cell_signature(c) for cid, c in s.dag.cells.items()}
+            self._saved_nodes = versions
+            cells = s.dag.cells
+            touched = self._cells_touched
+            if touched is None:
+                self._saved_cells = {cid: _cell_signature(c) for cid, c in cells.items()}
+            else:
+                for cid in touched:
+                    if cid in cells:
+                        self._saved_cells[cid] = _cell_signature(cells[cid])
+                    else:
+                        self._saved_cells.pop(cid, None)
+            self._cells_touched = set()
         except (OSError, CheckpointError) as e:
             degrade = getattr(s.store, "degrade", None)
             if degrade is not None and _trust.is_disk_error(e):

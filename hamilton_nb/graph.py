@@ -389,8 +389,7 @@ def _resolve_cell(cell_id, body, filename, tree, user_ns, config, prior, functio
     # by name and first line, to find the AST of exactly the function each name holds.
     fdefs_at = {
         (n.name, min([n.lineno, *(d.lineno for d in n.decorator_list)])): n
-        for n in ast.walk(tree)
-        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+        for n in _function_defs(tree)
     }
     fcodes: dict[types.CodeType, FunctionCode] = {}
     fdefs: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
@@ -404,6 +403,21 @@ def _resolve_cell(cell_id, body, filename, tree, user_ns, config, prior, functio
                    fdefs=fdefs)
     cell.nodes = resolve_cell_nodes(cell, config)
     return cell
+
+
+def _function_defs(tree: ast.AST) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """Every ``def`` in ``tree``, nested ones too, visiting statements only: a def cannot sit
+    inside an expression (a lambda is not one), and expressions are most of a cell's AST."""
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield node
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            sub = getattr(node, name, None)
+            if isinstance(sub, list):
+                todo.extend(s for s in sub if isinstance(s, ast.stmt | ast.excepthandler
+                                                         | ast.match_case))
 
 
 def resolve_cell_nodes(cell: CellDef, config: Mapping[str, Any]) -> dict[str, h_node.Node]:

@@ -115,11 +115,6 @@ class KeyMemo:
 
     # -- keys -----------------------------------------------------------------------------------
 
-    def remember_key(self, name: str, key: str, data_version: str) -> str | None:
-        """Record ``name``'s key and data version; returns the data version it replaces."""
-        old = self.keys.get(name)
-        self.keys[name] = (key, data_version)
-        return old[1] if old is not None else None
 
     # -- invalidation ---------------------------------------------------------------------------
 
@@ -133,17 +128,24 @@ class KeyMemo:
         self.forget_keys(names, downstream)
 
     def forget_keys(self, names: Iterable[str], downstream: Callable[[str], Iterable[str]]) -> None:
-        """Drop the keys of ``names`` and of everything downstream of them."""
-        todo = list(names)
-        seen: set[str] = set()
+        """Drop the keys of ``names`` and of everything downstream of them.
+
+        A key is only ever kept with the keys of all its upstream nodes (see remember_keys),
+        so a node without one has none downstream: the walk stops there."""
+        todo = list(names)  # inputs never have a key themselves: always look below them
         keys = self.keys
+        for x in todo:
+            keys.pop(x, None)
+        seen: set[str] = set()
         while todo:
             x = todo.pop()
             if x in seen:
                 continue
             seen.add(x)
-            keys.pop(x, None)
-            todo.extend(downstream(x))
+            for d in downstream(x):
+                if d in keys:
+                    del keys[d]
+                    todo.append(d)
 
     def _drop_code(self, name: str) -> None:
         c = self.code.pop(name, None)

@@ -312,8 +312,15 @@ class Runner:
                 key, _ = self._key(n, name, files)
             entry = self.store.lookup(key) if key and beh == "default" else None
             if entry is None or entry.parts.get("volatile"):
+                if remembered and name in known and known[name][0] == key:
+                    # Its value went from the store (evicted, cleared by another kernel): it
+                    # computes again, maybe to another value, and a remembered node below it
+                    # would not see that. Key everything instead.
+                    raise _Replan(name)
                 blocked.add(name)
                 continue
+            if remembered and name in known and known[name][1] != entry.data_version:
+                raise _Replan(name)  # another value under the same key (another kernel's)
             if files is None:  # a data loader's key depends on its files: never remembered
                 self.keys[name] = key
             hits[name] = entry
@@ -426,10 +433,14 @@ class Runner:
             if old is None or old[1] != ev.data_version:
                 changed.append(name)
         if changed:
-            memo.forget_keys([d for c in changed for d in downstream(c)], downstream)
-            for c in changed:
-                memo.keys.pop(c, None)
-        memo.keys.update(fresh)
+            memo.forget_keys(changed, downstream)
+        # A key is kept only with the keys of everything upstream of it (forget_keys relies
+        # on it): events come in execution order, so upstream ones are settled first.
+        deps = self.dag.deps
+        keys = memo.keys
+        for name, kv in fresh.items():
+            if all(d in keys or d in is_input for d in deps[name]):
+                keys[name] = kv
         for name in order:
             if name in is_input and name not in remembered:
                 memo.inputs[name] = self.dv.get(name)

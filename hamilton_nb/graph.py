@@ -304,6 +304,10 @@ def _resolution_inputs(functions: Mapping[str, Any]) -> tuple | None:
     for name, fn in functions.items():
         if not isinstance(fn, types.FunctionType) or fn.__dict__ or fn.__closure__:
             return None
+        if any(isinstance(a, str) for a in fn.__annotations__.values()):
+            # `from __future__ import annotations`: Hamilton evaluates the text in the
+            # notebook's namespace, where the name may now be another class.
+            return None
         defaults = tuple(_default_token(v) for v in (fn.__defaults__ or ()))
         kwdefaults = tuple(sorted((k, _default_token(v))
                                   for k, v in (fn.__kwdefaults__ or {}).items()))

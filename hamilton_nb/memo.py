@@ -28,6 +28,7 @@ from typing import Any
 from .versions import CodeVersioner, FunctionCode, env_version
 
 _LOCAL_PREFIXES = ("@", "defaults", "closure", "wrapper")
+_UNKNOWN = "<not watched>"
 
 
 @dataclass
@@ -162,14 +163,15 @@ class KeyMemo:
 
     def sync(
         self, namespace: Mapping[str, Any], downstream: Callable[[str], Iterable[str]],
-        input_version: Callable[[str], str | None],
+        inputs_now: Mapping[str, str | None],
     ) -> set[str]:
         """Re-read everything remembered versions were made from; drop what changed.
 
         Returns the nodes whose code version was dropped (their staleness must be looked at
         again). Work: one version per distinct global, import and environment variable read,
-        plus the live parts of functions that have defaults, closures or decorator values, plus
-        one fingerprint per external input — never one per node."""
+        plus the live parts of functions that have defaults, closures or decorator values —
+        never one per node. ``inputs_now``: the external inputs' versions now (an input
+        missing from it, a large one, counts as changed)."""
         if not self.code and not self.inputs and not self.unstable:
             return set()
         ver = CodeVersioner()
@@ -199,7 +201,7 @@ class KeyMemo:
             self._drop_code(name)
         changed_inputs = []
         for name, was in list(self.inputs.items()):
-            if input_version(name) != was:
+            if inputs_now.get(name, _UNKNOWN) != was:
                 changed_inputs.append(name)
                 del self.inputs[name]
         unstable = {n for n in self.unstable if n not in self.code}

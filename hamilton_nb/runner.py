@@ -272,6 +272,10 @@ class Runner:
             order = self.dag.upstream(outputs, stop_at=overrides)
         self.keys: dict[str, str] = {}  # the key each node of this run was looked up with
         ext_values = self._external_inputs(order, inputs, overrides, namespace)
+        # Inputs too large to fingerprint at every run (memo.py re-checks kept keys' inputs
+        # each run): nothing below them is remembered, so a run reaching them reads them.
+        self.unwatched = {n for n, v in ext_values.items()
+                          if v is not _ABSENT and not cheap_to_check(v, None)}
         pending: list[tuple[str, Entry]] = []  # hits, announced once the plan stands
 
         hits: dict[str, Entry] = {}
@@ -438,11 +442,12 @@ class Runner:
         # on it): events come in execution order, so upstream ones are settled first.
         deps = self.dag.deps
         keys = memo.keys
+        unwatched = self.unwatched
         for name, kv in fresh.items():
-            if all(d in keys or d in is_input for d in deps[name]):
+            if all(d in keys or (d in is_input and d not in unwatched) for d in deps[name]):
                 keys[name] = kv
         for name in order:
-            if name in is_input and name not in remembered:
+            if name in is_input and name not in remembered and name not in self.unwatched:
                 memo.inputs[name] = self.dv.get(name)
 
     # -- inputs -------------------------------------------------------------------------------
@@ -751,7 +756,7 @@ class Runner:
         """Warn when ``node`` changed one of its inputs in place (fingerprint again)."""
         for dep, value in args.items():
             before = self.dv.get(dep)
-            if before in (None, IGNORED, "<absent>") or not _cheap_to_check(
+            if before in (None, IGNORED, "<absent>") or not cheap_to_check(
                     value, self.sizes.get(dep)):
                 continue
             try:
@@ -1008,7 +1013,7 @@ def _reads_source(n: Node) -> bool:
 MUTATION_CHECK_BYTES = 64 * 2**20  # inputs larger than this are not fingerprinted again
 
 
-def _cheap_to_check(value: Any, stored_size: int | None) -> bool:
+def cheap_to_check(value: Any, stored_size: int | None) -> bool:
     """Whether fingerprinting ``value`` again after a node ran is cheap enough to do always."""
     nbytes = getattr(value, "nbytes", None)  # numpy, pandas Series, arrow
     if isinstance(nbytes, int):

@@ -34,6 +34,7 @@ from .runner import (
     RunOutcome,
     Settings,
     WrongInputTypes,
+    cheap_to_check,
     namespace_input_version,
 )
 from .store import CorruptEntry, DiskStore, Entry, MemoryStore, Store, StoreError
@@ -41,6 +42,7 @@ from .versions import CodeVersioner
 
 DEFAULT_CACHE_DIRNAME = ".hamilton_nb_cache"
 ON_CHANGE = ("flag", "refresh")
+_NOT_SET: Any = object()
 VERIFY_NOW_BYTES = 1 << 20  # bound values up to this size are checksummed before binding
 
 
@@ -97,6 +99,10 @@ class Session:
         self._stale_set: set[str] | None = None
         self._stale_seeds: set[str] = set()  # nodes whose own verdict may have changed
         self._stale_ran: set[str] = set()  # nodes with a new event (their dependants may too)
+        # External inputs' versions as the last sync saw them (large ones are not watched).
+        self._inputs_now: dict[str, str | None] = {}
+        # The dependency versions each node's latest value was made from (its key's parts).
+        self._used_deps: dict[str, Mapping[str, Any]] = {}
         self.node_events: dict[str, NodeEvent] = {}  # latest event of every node
         self.running = False
         # name -> (id() of the object we bound, its data version): names hamilton_nb bound
@@ -249,6 +255,7 @@ class Session:
             if event.cell_id is None:
                 self.memo.clear()  # config, reset, restore, cleared entries: nothing is kept
                 self._stale_set = None
+                self._used_deps = {}
             else:
                 names = [*event.added, *event.removed]
                 self._stale_seeds.update(names)
@@ -435,6 +442,10 @@ class Session:
         finally:
             self.running = False
         self._last = outcome
+        for ev in outcome.events:
+            parts = runner.parts.get(ev.node)
+            if parts is not None and ev.status in (Status.CACHED, Status.COMPUTED):
+                self._used_deps[ev.node] = parts.get("deps", {})
         return outcome
 
     def run(
@@ -798,9 +809,18 @@ class Session:
         """Drop remembered code versions and keys whose globals, imports, environment
         variables or inputs changed since (memo.py); returns the nodes whose code version went."""
         dag, ns, settings = self.dag, self.namespace, self.settings
-        dropped = self.memo.sync(
-            ns, dag.dependants,
-            lambda name: namespace_input_version(name, dag.config, ns, settings))
+        now: dict[str, str | None] = {}
+        for name in dag.inputs:
+            value = dag.config[name] if name in dag.config else ns.get(name, _NOT_SET)
+            if value is _NOT_SET or cheap_to_check(value, None):
+                now[name] = namespace_input_version(name, dag.config, ns, settings)
+        # An input whose value changed makes the nodes reading it stale (not only their keys).
+        seen = self._inputs_now
+        self._stale_seeds.update(u for name, v in now.items()
+                                 if name in seen and seen[name] != v
+                                 for u in dag.dependants(name))
+        self._inputs_now = now
+        dropped = self.memo.sync(ns, dag.dependants, now)
         # Whoever synced (a run does first), staleness must look at these again: a run of
         # another cell would otherwise swallow the news, and `status` call them fresh.
         self._stale_seeds.update(dropped)
@@ -862,11 +882,22 @@ class Session:
         cv, _ = runner._code_version(self.dag.nodes[name], name)
         if cv != ev.code_version:
             return True
+        used = self._used_deps.get(name)
+        inputs = self.dag.inputs
         for d in deps:
+            if d in inputs:
+                # A notebook variable (or config value) read as an input: its value now
+                # against the one the node's value was made from (large ones: not watched).
+                now = self._inputs_now.get(d)
+                if used is not None and d in used and now is not None and now != used[d]:
+                    return True
+                continue
             dev = self.node_events.get(d)
             newer = dev is not None and dev.at > ev.at
-            if newer and dev.data_version != _dep_dv(self, name, d):
-                return True
+            if newer:
+                was = used[d] if used is not None and d in used else _dep_dv(self, name, d)
+                if dev.data_version != was:
+                    return True
         return False
 
     def why(self, name: str) -> str:

@@ -198,15 +198,16 @@ def prepare_cell(
     prior: dict[str, Any] = {}
 
     def record() -> None:
+        added = 0
         for k, v in user_ns.items():
-            if k in before:
-                if before[k] is not v:
-                    prior.setdefault(k, before[k])
-            else:
-                prior.setdefault(k, _MISSING)
-        for k, v in before.items():
-            if k not in user_ns:
-                prior.setdefault(k, v)
+            b = before.get(k, _MISSING)
+            if b is not v:
+                added += b is _MISSING
+                prior.setdefault(k, b)
+        if len(user_ns) - added != len(before):  # some names were deleted
+            for k, v in before.items():
+                if k not in user_ns:
+                    prior.setdefault(k, v)
 
     try:
         exec(code, user_ns)  # one namespace, as in a module

@@ -371,6 +371,9 @@ class Session:
                          old: CellDef | None = None) -> None:
         """Refuse overrides of nodes that do not exist (with ``cell`` replacing ``old``): they
         would be silently ignored."""
+        names = list(names)
+        if not names:
+            return
         known = set(self.dag.nodes)
         if cell is not None:
             known = (known - set(old.nodes if old else ())) | set(cell.nodes)

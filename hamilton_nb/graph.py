@@ -768,6 +768,8 @@ class LiveDag:
         for name in new:
             self.node_cell[name] = cell.cell_id
 
+        created: list[str] = []  # input nodes made for the cell's parameters
+
         def resolve(p: str) -> h_node.Node:
             t = nodes.get(p)
             if t is None:
@@ -775,6 +777,7 @@ class LiveDag:
                                            node_source=h_node.NodeType.EXTERNAL)
                 self.deps[p] = ()
                 self.inputs.add(p)
+                created.append(p)
             elif t.user_defined and p in input_types and t.type != input_types[p]:
                 t.set_type(input_types[p])
             return t
@@ -815,7 +818,16 @@ class LiveDag:
                     del self._fcodes[code]
         self._fcodes.update(cell.fcodes)
         self.cells = {**self.cells, cell.cell_id: cell}
-        if old is None or _shape(old) != _shape(cell):
+        if old is None and self._order is not None and not any(n in dependants
+                                                               for n in new):
+            # A new cell nothing depended on yet (the usual: cells added at the end): the
+            # order so far stays right, with its new inputs and then its nodes after it.
+            added = [*created, *self.order_of(new)]
+            start = len(self._order)
+            self._order.extend(added)
+            if self._pos is not None and self._pos_of is self._order:
+                self._pos.update((n, start + i) for i, n in enumerate(added))
+        elif old is None or _shape(old) != _shape(cell):
             self._order = None  # same nodes with the same inputs keep their order
 
     def add_cells(self, new: Iterable[CellDef]) -> None:

@@ -77,7 +77,13 @@ def test_incremental_dag_equals_a_full_rebuild_after_random_edits(seed):
                 continue
             accepted += 1
         assert _snapshot(s.dag) == _reference(s.dag)
-        assert set(s.dag.order) == set(s.dag.nodes)
+        order = s.dag.order
+        assert set(order) == set(s.dag.nodes) and len(order) == len(set(order))
+        # The order is kept across registrations (extended when a cell is added): it must
+        # stay a topological order, and position() must agree with it.
+        pos = s.dag.position()
+        assert pos == {n: i for i, n in enumerate(order)}
+        assert all(pos[d] < pos[n] for n in order for d in s.dag.deps[n])
     assert accepted and refused  # the walk exercised both paths
 
 

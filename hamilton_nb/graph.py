@@ -476,6 +476,9 @@ def _check_node_function(fname: str, fn: Any, resolved: Iterable[h_node.Node]) -
 
 
 def _check_signature(fname: str, fn: Any) -> None:
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if code is not None and not code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
+        return  # the common case, without building a Signature (a cell re-runs this often)
     try:
         params = inspect.signature(inspect.unwrap(fn)).parameters.values()
     except (TypeError, ValueError):

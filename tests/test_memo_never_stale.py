@@ -1048,16 +1048,11 @@ def _random_walk(nb: Any, seed: int, inputs: bool, trace: list | None = None) ->
         st = nb.session.stale_nodes()
         assert node not in st, f"seed {seed} step {step}: `{node}` just ran, yet stale"
         # Status never calls an outdated value fresh: a node whose last value is not what the
-        # formulas give now must be stale. (Not checked with input changes: staleness does not
-        # look at external inputs, see the xfail test below.)
-        for n, v in want.items() if not inputs else ():
+        # formulas give now must be stale.
+        for n, v in want.items():
             ev = nb.session.node_events.get(n)
-            if ev is not None and ev.data_version != fingerprint(v) and n not in st:
-                latest = nb.session.store.latest(n)
-                # The known, older flaw (xfail test below): its last run hit an entry other
-                # than the latest written one, whose dependency versions staleness reads.
-                known = latest is None or latest.data_version != ev.data_version
-                assert known, f"seed {seed} step {step}: `{n}` is outdated, not stale"
+            if ev is not None and ev.data_version != fingerprint(v):
+                assert n in st, f"seed {seed} step {step}: `{n}` is outdated, not stale"
 
 
 def test_status_marks_stale_a_global_change_that_a_run_of_another_cell_synced(nb, calls):
@@ -1073,9 +1068,6 @@ def test_status_marks_stale_a_global_change_that_a_run_of_another_cell_synced(nb
     assert st["a2"] == "stale" and st["b"] == "stale" and st["a"] != "stale"
 
 
-@pytest.mark.xfail(strict=True, reason="staleness compares code versions and upstream nodes' "
-                   "data versions, never external inputs: after `x = 5` the reader of x is "
-                   "reported fresh until it runs (runs themselves are right). Predates the memo.")
 def test_status_marks_the_reader_of_a_changed_notebook_input_stale(nb, calls):
     nb.run("x = 1")
     cell(nb, fn("a", "x", "x: int"), "A")
@@ -1085,10 +1077,8 @@ def test_status_marks_the_reader_of_a_changed_notebook_input_stale(nb, calls):
     assert st["a"] == "stale" and st["b"] == "stale"
 
 
-@pytest.mark.xfail(strict=True, reason="staleness reads the dependency versions a node used "
-                   "from the store's *latest written* entry of the node (session._dep_dv), not "
-                   "the entry its last run hit: after K=1,2,1 then K=2 and only the upstream "
-                   "re-run, `b` holds its K=1 value and is called fresh. Predates the memo.")
+# Status once read the dependency versions a node used from the store's latest written entry
+# of it, not the one its last run hit: after K=1,2,1 then K=2, `b` was called fresh.
 def test_status_marks_stale_a_node_whose_last_run_hit_an_older_entry(nb, calls):
     nb.run("K = 0")
     cell(nb, fn("a", "K"), "A")

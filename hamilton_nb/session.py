@@ -37,7 +37,15 @@ from .runner import (
     cheap_to_check,
     namespace_input_version,
 )
-from .store import CorruptEntry, DiskStore, Entry, MemoryStore, Store, StoreError
+from .store import (
+    CorruptEntry,
+    DiskStore,
+    Entry,
+    MemoryStore,
+    Store,
+    StoreError,
+    map_when_bound,
+)
 from .versions import CodeVersioner
 
 DEFAULT_CACHE_DIRNAME = ".hamilton_nb_cache"
@@ -622,6 +630,8 @@ class Session:
                         continue
                 if not checked and entry is not None:
                     unverified.append((name, entry))
+            elif dv is not None:
+                value = self._as_stored(name, value, dv)
             self._unbind(name)
             self.namespace[name] = value
             self._bound[name] = (id(value), dv)
@@ -657,6 +667,20 @@ class Session:
                 warnings.warn(f"hamilton_nb: could not recompute {', '.join(names)}: {e}",
                               stacklevel=2)
         return names
+
+    def _as_stored(self, name: str, value: Any, dv: str) -> Any:
+        """``value``, just computed, or for a big array-like one its stored copy memory-mapped
+        (see :func:`store.map_when_bound`): the notebook then holds one copy of it, in the page
+        cache, not a second one in the kernel's own memory — as a hit would bind it. The file
+        has the value's content (its name is the fingerprint) and this process just wrote or
+        checked it, so loading it verifies cheaply."""
+        entry = self.store.latest(name)
+        if entry is None or entry.data_version != dv or not map_when_bound(value, entry):
+            return value
+        try:
+            return self.store.load(entry)
+        except CorruptEntry:  # gone or damaged since (another process): the computed one
+            return value
 
     def _unbind(self, name: str) -> None:
         bound = self._bound.pop(name, None)

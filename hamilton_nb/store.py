@@ -36,6 +36,7 @@ import os
 import pickle
 import re
 import stat
+import sys
 import tempfile
 import threading
 import time
@@ -305,6 +306,43 @@ def _pickle_inline(value: Any) -> bytes | None:
     except Exception:  # _TooBig, or unpicklable: the joblib path reports it properly
         return None
     return b"".join(sink.parts)
+
+
+MAP_BOUND_BYTES = 64 * 2**20  # computed values this big are bound memory-mapped (see below)
+
+
+def _raw_array_bytes(value: Any) -> int:
+    """Bytes of ``value`` held in numeric numpy arrays: what a joblib load memory-maps instead
+    of reading (0 for other types)."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        return 0
+    if isinstance(value, np.ndarray):
+        return 0 if value.dtype.hasobject else value.nbytes
+    pd = sys.modules.get("pandas")
+    if pd is None:
+        return 0
+    if isinstance(value, pd.Series):
+        dt = value.dtype
+        return value.nbytes if isinstance(dt, np.dtype) and not dt.hasobject else 0
+    if isinstance(value, pd.DataFrame):
+        usage = value.memory_usage(index=False, deep=False)  # positional: duplicate names too
+        return sum(int(n) for n, dt in zip(usage, value.dtypes, strict=True)
+                   if isinstance(dt, np.dtype) and not dt.hasobject)
+    return 0
+
+
+def map_when_bound(value: Any, entry: Entry) -> bool:
+    """Whether ``value``, just stored as ``entry``, is better bound in the notebook memory-mapped
+    from its file than as the computed object.
+
+    True for big joblib files that are mostly numeric arrays: those load as copy-on-write maps
+    of the file's pages, which the write just put in the page cache, so the process keeps one
+    copy of the value (evictable) instead of the computed one in its own memory plus the page
+    cache's. A file of pickled objects would be unpickled whole instead: kept as computed.
+    """
+    return (entry.fmt == "joblib" and entry.size >= MAP_BOUND_BYTES
+            and _raw_array_bytes(value) * 10 >= entry.size * 9)
 
 
 def _entry_record(entry: Entry) -> dict[str, Any]:

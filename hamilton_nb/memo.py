@@ -89,17 +89,20 @@ class KeyMemo:
             if fparts is None:
                 return
             own: dict[str, str] = {}
+            read = set(fc.global_names)
             for k, v in fparts.items():
-                if k == "source" or k.startswith("config:"):
+                if k in read:  # a global name (even one spelled like a part: `defaults`)
+                    probes[("g", k)] = v
+                elif k == "source" or k.startswith("config:"):
                     continue  # the source is the node's; a config change clears everything
-                if k.startswith(_LOCAL_PREFIXES):
+                elif k.startswith(_LOCAL_PREFIXES):
                     own[k] = v
                 elif k.startswith("import:"):
                     probes[("import", k[7:])] = v
                 elif k.startswith("env:"):
                     probes[("env", k[4:])] = v
                 else:
-                    probes[("g", k)] = v
+                    return  # a part this memo does not know how to check again
             if own:
                 local.append((fn, fc, own))
         for probe, v in probes.items():
@@ -113,9 +116,6 @@ class KeyMemo:
         if local:
             self._with_local.add(name)
         self.unstable.discard(name)
-
-    # -- keys -----------------------------------------------------------------------------------
-
 
     # -- invalidation ---------------------------------------------------------------------------
 

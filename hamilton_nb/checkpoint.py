@@ -252,8 +252,9 @@ def build_manifest(
     return manifest
 
 
-def _manifest_head(session: Session, name: str | None) -> dict[str, Any]:
-    """Everything of a manifest but its node records."""
+def _manifest_head(session: Session, name: str | None, cells: Any = None) -> dict[str, Any]:
+    """Everything of a manifest but its node records (``cells``: what to put for the cells,
+    default their list)."""
     dag = session.dag
     head: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
@@ -261,7 +262,8 @@ def _manifest_head(session: Session, name: str | None) -> dict[str, Any]:
         "created": time.time(),
         "session_id": session.session_id,
         "working_dir": os.getcwd(),
-        "cells": [{"cell_id": c.cell_id, "body": c.body} for c in dag.cells.values()],
+        "cells": [{"cell_id": c.cell_id, "body": c.body} for c in dag.cells.values()]
+        if cells is None else cells,
         "settings": {"behavior": dict(session.settings.behavior),
                      "format": dict(session.settings.format)},
     }
@@ -364,6 +366,7 @@ def _short(rec: Mapping[str, Any] | None) -> str:
 
 # Where the node entries go in the last-state text (random: no cell body can contain it).
 _NODES_MARK = f"@@hamilton-nb-nodes-{os.urandom(8).hex()}@@"
+_CELLS_MARK = f"@@hamilton-nb-cells-{os.urandom(8).hex()}@@"
 
 
 class Checkpoints:
@@ -388,6 +391,7 @@ class Checkpoints:
         self._frag_root: Path | None = None
         self._frag_versions: dict[str, tuple[Any, Any]] = {}
         self._cells_touched: set[str] | None = None  # cells registered since the last save
+        self._cell_frags: dict[str, tuple[str, str]] = {}  # cell -> (body, its JSON)
         self._defer = 0  # > 0 inside deferred(): one save at its end instead of one per event
         self._save_pending = False
         # The kernel's starting folder: a relative notebook name is resolved against it (a
@@ -492,11 +496,21 @@ class Checkpoints:
             rec = _node_record(dag, name, statics, s.node_events.get(name), finder)
             self._frags[name] = f"{json.dumps(name)}: {json.dumps(rec, sort_keys=True)}"
             self._frag_versions[name] = (rec.get("code_version"), rec.get("data_version"))
-        head = _manifest_head(s, None)
+        head = _manifest_head(s, None, cells=_CELLS_MARK)
         head.pop("created")
         head["nodes"] = _NODES_MARK
+        frags = self._cell_frags
+        cells = []
+        for c in dag.cells.values():
+            hit = frags.get(c.cell_id)
+            if hit is None or hit[0] != c.body:
+                hit = frags[c.cell_id] = (c.body, json.dumps({"body": c.body,
+                                                               "cell_id": c.cell_id}))
+            cells.append(hit[1])
         nodes = "{" + ", ".join(self._frags[k] for k in sorted(self._frags)) + "}"
-        text = json.dumps(head, sort_keys=True).replace(json.dumps(_NODES_MARK), nodes, 1)
+        text = json.dumps(head, sort_keys=True).replace(
+            json.dumps(_CELLS_MARK), "[" + ", ".join(cells) + "]", 1).replace(
+            json.dumps(_NODES_MARK), nodes, 1)
         return text, dict(self._frag_versions)
 
     def _request_save(self) -> None:

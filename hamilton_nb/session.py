@@ -716,7 +716,8 @@ class Session:
         if not self._bound:
             return []
         stale = self.stale_nodes()
-        return [n for n in self.dag.order if n in stale and n in self._bound]
+        pos = self.dag.position()
+        return sorted((n for n in stale if n in self._bound and n in pos), key=pos.__getitem__)
 
     def set_file_check(self, mode: str) -> None:
         """How the files data loaders read are versioned: ``content`` (a hash of the bytes,

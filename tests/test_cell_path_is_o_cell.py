@@ -127,3 +127,22 @@ def test_a_value_gone_from_the_store_under_a_remembered_run_is_computed_again(
     assert chain.value("c_15") == (expected_c(14) + 2) * 2 + 7
     st = chain.statuses()
     assert st["c_14"] == "computed" and st["a_15"] == "computed" and st["b_14"] == "cached"
+
+
+def test_the_last_state_record_says_what_a_whole_rebuild_says(chain: Any) -> None:
+    import json
+
+    chain.cell(chain_cell(15, const=8), cell_id="cell-15")
+    chain.cell("def extra(c_29: int) -> int:\n    return -c_29\n", cell_id="extra")
+    chain.cell(chain_cell(3, const=1), cell_id="cell-3")
+    s = chain.session
+    saved = json.loads(s.checkpoints._state_path().read_text())
+    whole = checkpoint.build_manifest(s)
+    whole.pop("created")
+
+    def without_times(m: dict[str, Any]) -> dict[str, Any]:
+        return {**m, "nodes": {k: {f: v for f, v in r.items() if f != "at"}
+                               for k, r in m["nodes"].items()}}
+
+    assert without_times(saved) == without_times(whole)
+    assert [c["cell_id"] for c in saved["cells"]][-1] == "extra"

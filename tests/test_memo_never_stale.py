@@ -957,6 +957,8 @@ def test_status_marks_a_registered_only_edit_and_downstream_stale(nb, calls):
 # -- a random walk of edits and re-runs, checked against the formulas at every step -----------
 
 
+RW_LOADER = ("@dataloader()\ndef raw(path: str) -> tuple[pd.DataFrame, dict]:\n"
+             "    hnb_calls.log.append('raw')\n    return pd.read_csv(path), {}\n\n")
 RW_CELLS = {
     "A": ["a", fn("a", "x + K1", "x: int"), fn("a", "x * K1", "x: int")],
     "A2": ["a2", fn("a2", "_h(K2) + int(os.environ['HNB_RW'])"),
@@ -966,7 +968,16 @@ RW_CELLS = {
     "C": ["c", fn("c", "b + CFG['k']", "b: int"), fn("c", "b - CFG['k']", "b: int")],
     "D": ["d", fn("d", "c * 2 + a2", "a2: int, c: int"),
           fn("d", "c * 3 + a2", "a2: int, c: int")],
+    "P": ["p"] + ["@parameterize(p=dict(k=value(PV)))\ndef scale(k: dict) -> int:\n"
+                  f"    hnb_calls.log.append('scale')\n    return k['m'] * {f}\n" for f in (3, 5)],
+    "L": ["l"] + [RW_LOADER + fn("l", f"int(raw.v.sum()) * {f}", "raw: pd.DataFrame")
+                  for f in (1, 2)],
+    "E": ["e", fn("e", "l + p * 1000 + d", "l: int, p: int, d: int"),
+          fn("e", "l - p + d", "l: int, p: int, d: int")],
 }
+RW_SETUP = ("import os\nimport pandas as pd\nfrom hamilton.function_modifiers import "
+            "dataloader, parameterize, value\nx = 1\nK1 = 2\nK2 = 3\nM = 4\nCFG = {'k': 5}\n"
+            "PV = {'m': 1}\n")
 RW_HELPERS = ["def _h(v):\n    return v * M\n", "def _h(v):\n    return v + M\n"]
 
 
@@ -977,26 +988,33 @@ def _rw_expected(g: dict[str, int], variant: dict[str, int]) -> dict[str, int]:
     b = a * 100 + a2 if variant["B"] == 0 else a * 10 - a2
     c = b + g["k"] if variant["C"] == 0 else b - g["k"]
     d = c * 2 + a2 if variant["D"] == 0 else c * 3 + a2
-    return {"a": a, "a2": a2, "b": b, "c": c, "d": d}
+    p = g["m"] * (3 if variant["P"] == 0 else 5)
+    rows = sum(g["rows"]) * (1 if variant["L"] == 0 else 2)
+    e = rows + p * 1000 + d if variant["E"] == 0 else rows - p + d
+    return {"a": a, "a2": a2, "b": b, "c": c, "d": d, "p": p, "l": rows, "e": e}
 
 
 @pytest.mark.parametrize("inputs", [False, True], ids=["globals", "and_inputs"])
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
 def test_random_edits_and_reruns_never_return_a_stale_value(nb, calls, seed, inputs,
-                                                            monkeypatch):
+                                                            monkeypatch, tmp_path):
     monkeypatch.setenv("HNB_RW", "0")
-    _random_walk(nb, seed, inputs)
+    _random_walk(nb, seed, inputs, tmp_path / "rw.csv")
 
 
-def _random_walk(nb: Any, seed: int, inputs: bool, trace: list | None = None) -> None:
+def _random_walk(nb: Any, seed: int, inputs: bool, csv: Path,
+                 trace: list | None = None) -> None:
     import random
 
     rng = random.Random(seed)
-    actions = ["global", "global", "cfg", "helper", "edit", "status", "env", "clear", "behind",
-               "line"] + ["input"] * inputs
-    g = {"x": 1, "K1": 2, "K2": 3, "M": 4, "k": 5, "helper": 0, "E": 0}
+    actions = ["global", "global", "cfg", "helper", "edit", "edit", "status", "env", "clear",
+               "behind", "line", "pv", "file"] + ["input"] * inputs
+    g: dict[str, Any] = {"x": 1, "K1": 2, "K2": 3, "M": 4, "k": 5, "helper": 0, "E": 0, "m": 1,
+                         "rows": [1, 2]}
+    csv.write_text("v\n1\n2\n")
     variant = {cid: 0 for cid in RW_CELLS}
-    nb.run("import os\nx = 1\nK1 = 2\nK2 = 3\nM = 4\nCFG = {'k': 5}\n" + RW_HELPERS[0])
+    unseen_file = False  # the csv changed and no run has read it since
+    nb.run(RW_SETUP + RW_HELPERS[0] + f"path = {str(csv)!r}\n")
     for cid, (_, *texts) in RW_CELLS.items():
         cell(nb, texts[0], cid)
     for step in range(40):
@@ -1019,6 +1037,13 @@ def _random_walk(nb: Any, seed: int, inputs: bool, trace: list | None = None) ->
             cid = rng.choice(list(RW_CELLS))
             variant[cid] = rng.randint(0, 1)
             cell(nb, RW_CELLS[cid][1 + variant[cid]], cid)
+        elif action == "pv":
+            g["m"] = rng.randint(1, 4)
+            nb.run(f"PV['m'] = {g['m']}")
+        elif action == "file":
+            g["rows"] = [rng.randint(0, 9) for _ in range(rng.randint(1, 3))]
+            csv.write_text("v\n" + "".join(f"{v}\n" for v in g["rows"]))
+            unseen_file = True
         elif action == "env":
             g["E"] = rng.randint(0, 3)
             os.environ["HNB_RW"] = str(g["E"])
@@ -1038,6 +1063,8 @@ def _random_walk(nb: Any, seed: int, inputs: bool, trace: list | None = None) ->
         cid = rng.choice(list(RW_CELLS))
         node, *texts = RW_CELLS[cid]
         cell(nb, texts[variant[cid]], cid)
+        if "raw.loader" in nb.statuses():
+            unseen_file = False
         want = _rw_expected(g, variant)
         if trace is not None:
             trace.append((step, action, {k: v for k, v in g.items() if state_before[k] != v},
@@ -1050,6 +1077,8 @@ def _random_walk(nb: Any, seed: int, inputs: bool, trace: list | None = None) ->
         # Status never calls an outdated value fresh: a node whose last value is not what the
         # formulas give now must be stale.
         for n, v in want.items():
+            if unseen_file and n in ("l", "e"):
+                continue  # status does not read data loaders' files (xfail test below)
             ev = nb.session.node_events.get(n)
             if ev is not None and ev.data_version != fingerprint(v):
                 assert n in st, f"seed {seed} step {step}: `{n}` is outdated, not stale"
@@ -1127,4 +1156,20 @@ def test_large_input_rebound_is_shown_stale_and_recomputes(nb, calls, monkeypatc
     assert nb.value("c") == 1
     nb.run("arr = np.ones(1000)")
     st = _states(nb)  # ...but status between the edit and the next run is not
+    assert st["a"] == "stale" and st["b"] == "stale"
+
+
+
+@pytest.mark.xfail(strict=True, reason="status compares code and dependency versions, never the "
+                   "files a data loader reads: after the file changes, the loader's readers are "
+                   "shown fresh until a run reaches them (runs are right). Predates the memo.")
+def test_status_marks_readers_of_a_rewritten_loaded_file_stale(nb, calls, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_text("v\n1\n2\n")
+    nb.run("path = 'data.csv'")
+    cell(nb, LOADER, "A")
+    cell(nb, B, "B")
+    (tmp_path / "data.csv").write_text("v\n1\n2\n4\n")
+    st = _states(nb)
     assert st["a"] == "stale" and st["b"] == "stale"

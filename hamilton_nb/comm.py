@@ -206,21 +206,29 @@ class CommBridge:
                     log.debug("hamilton_nb: send failed, dropping comm", exc_info=True)
                     self._comms.pop(c.comm_id, None)
 
-    def _state_message(self, finished: bool = False) -> dict:
-        from .report import front_state
+    def _state_message(self, finished: bool = False, run_id: int | None = None) -> dict:
+        from .report import cached_front_state
 
-        state = front_state(self.session)
+        # Built through the session's cache: the dicts of nodes nothing changed are the ones
+        # of the previous state (shared: changed only as copies below).
+        state = cached_front_state(self.session)
         if finished:
             # run_finished is emitted inside the run, while the session still counts it as
-            # running; the state after it is the final one.
+            # running (and names the run before as its last): the state after it is the final
+            # one, the state post_run_cell then finds unchanged (not sent twice).
             state["running"] = False
+            if run_id is not None:
+                state["run_id"] = run_id
         elif state["running"]:
             running, queued = set(self._running_nodes), set(self._queued)
-            for n in state["nodes"]:
-                if n["name"] in running:
-                    n["status"], n["reason"] = "running", "computing now"
-                elif n["name"] in queued and n["kind"] == "function":
-                    n["status"], n["reason"] = "queued", "waiting for its turn in this run"
+            if running or queued:
+                nodes = state["nodes"] = list(state["nodes"])
+                for i, n in enumerate(nodes):
+                    if n["name"] in running:
+                        nodes[i] = {**n, "status": "running", "reason": "computing now"}
+                    elif n["name"] in queued and n["kind"] == "function":
+                        nodes[i] = {**n, "status": "queued",
+                                    "reason": "waiting for its turn in this run"}
         return {"type": "state", "protocol": PROTOCOL, "state": state}
 
     def _run_stale(self) -> str:
@@ -274,12 +282,18 @@ class CommBridge:
             finished = kind == "run_finished"
             running = bool(self.session.running) and not finished
             with self._lock:
+                if kind == "run_started":
+                    # The window starts with the run: a run shorter than THROTTLE_S (a
+                    # re-run served from the cache) sends one state, the final one, instead of
+                    # a whole DAG's "queued" state its end replaces at once.
+                    self._last_send = max(self._last_send, time.monotonic())
                 wait = self._last_send + THROTTLE_S - time.monotonic()
                 if finished or not running or wait <= 0:
                     if self._timer is not None:
                         self._timer.cancel()
                         self._timer = None
-                    self._broadcast(self._state_message(finished=finished))
+                    self._broadcast(self._state_message(
+                        finished=finished, run_id=getattr(event, "run_id", None)))
                     return
                 # Throttled: the state is built only when the window ends (building it for
                 # every event of a 500-node run cost seconds), so a long-running node does not

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,15 +34,38 @@ def human_seconds(s: float | None) -> str:
 
 def summary_line(events: Sequence[NodeEvent]) -> str:
     """E.g. ``12 nodes: 9 cached, 3 computed — 41.0 s saved``."""
-    counts: dict[str, int] = {}
+    tally = Tally()
     for e in events:
-        counts[e.status.value] = counts.get(e.status.value, 0) + 1
-    parts = [f"{c} {s}" for s, c in counts.items()]
-    saved = sum(e.saved for e in events if e.status is Status.CACHED)
-    line = f"{len(events)} node{'s' * (len(events) != 1)}: {', '.join(parts) or 'nothing to do'}"
-    if saved:
-        line += f" — {human_seconds(saved)} saved"
-    return line
+        tally.add(e)
+    return tally.line()
+
+
+class Tally:
+    """What :func:`summary_line` says, counted as events arrive (the panel adds each event of
+    a run once instead of counting the whole run again for every update)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}  # status -> how many, in order of first appearance
+        self.n = 0
+        self.saved = 0.0
+
+    def add(self, e: NodeEvent) -> None:
+        self.counts[e.status.value] = self.counts.get(e.status.value, 0) + 1
+        self.n += 1
+        if e.status is Status.CACHED:
+            self.saved += e.saved
+
+    def copy(self) -> Tally:
+        t = Tally()
+        t.counts, t.n, t.saved = dict(self.counts), self.n, self.saved
+        return t
+
+    def line(self) -> str:
+        parts = [f"{c} {s}" for s, c in self.counts.items()]
+        line = f"{self.n} node{'s' * (self.n != 1)}: {', '.join(parts) or 'nothing to do'}"
+        if self.saved:
+            line += f" — {human_seconds(self.saved)} saved"
+        return line
 
 
 class RunReport:
@@ -236,6 +261,104 @@ def front_state(session: Any) -> dict[str, Any]:
     for c in state["cells"]:
         c["label"] = cell_label(session, c["cell_id"])
     return state
+
+
+class FrontStateCache:
+    """:func:`front_state` (or, with ``extras=False``, ``session.dag_state()``) built again only
+    where something changed: each node's dict and each cell's dict is kept while what it is
+    made of (its event, stale verdict and reason, cleared mark, cell, deps) is the same. A
+    re-run of one cell then costs a pass of comparisons over the DAG instead of building (and,
+    for the comm's ``post_run_cell`` check, comparing) every node's dict again: unchanged nodes
+    are the very same dict objects, and list comparison skips identical items.
+
+    The dicts are shared between the states it returns: a caller copies one before changing
+    it. ``tests/test_messages.py`` checks that the result equals the state built from scratch.
+    """
+
+    def __init__(self) -> None:
+        # extras -> node name -> (key, dict); extras -> cell id -> (cell, key, dict)
+        self._nodes: dict[bool, dict[str, tuple[tuple[Any, ...], dict[str, Any]]]] = {}
+        self._cells: dict[bool, dict[str, tuple[Any, tuple[Any, ...], dict[str, Any]]]] = {}
+        # The panel's flush timer and the comm's throttle timer build states from their threads.
+        self._lock = threading.Lock()
+
+    def state(self, session: Any, extras: bool = True) -> dict[str, Any]:
+        with self._lock:
+            return self._state(session, extras)
+
+    def _state(self, session: Any, extras: bool) -> dict[str, Any]:
+        dag, events = session.dag, session.node_events
+        stale = session.stale_nodes()
+        reasons = stale_reasons(session, stale) if extras and stale else {}
+        cleared = cleared_nodes(session) if extras else set()
+        memo, keep = self._nodes.get(extras, {}), {}
+        nodes = []
+        dag_nodes, deps, node_cell, dag_cells = dag.nodes, dag.deps, dag.node_cell, dag.cells
+        for name in dag.order:
+            ev = events.get(name)
+            cid = node_cell.get(name)
+            cell = dag_cells.get(cid) if cid else None
+            # The event goes in the key as itself: the same object compares by identity first.
+            key = (ev, name in stale, reasons.get(name), name in cleared,
+                   cell.frontend_id if cell else None, dag_nodes[name].user_defined, deps[name])
+            hit = memo.get(name)
+            d = hit[1] if hit is not None and hit[0] == key else _node_state(name, key, extras)
+            keep[name] = (key, d)
+            nodes.append(d)
+        self._nodes[extras] = keep  # nodes that left the DAG go
+        cmemo, ckeep = self._cells.get(extras, {}), {}
+        cells = []
+        for cid, c in dag_cells.items():
+            ckey = (c.jupyter_id, tuple(c.nodes), any(x in stale for x in c.nodes))
+            hit = cmemo.get(cid)
+            if hit is not None and hit[0] is c and hit[1] == ckey:
+                d = hit[2]
+            else:
+                d = {"cell_id": c.frontend_id, "nodes": list(c.nodes),
+                     "source_hash": c.source_hash, "stale": ckey[2]}
+                if extras:
+                    d["label"] = cell_label(session, c.frontend_id)
+            ckeep[cid] = (c, ckey, d)
+            cells.append(d)
+        self._cells[extras] = ckeep
+        last = getattr(session, "_last", None)
+        return {"session_id": session.session_id,
+                "run_id": last.run_id if last else None,
+                "running": session.running, "nodes": nodes, "cells": cells}
+
+
+def _node_state(name: str, key: tuple[Any, ...], extras: bool) -> dict[str, Any]:
+    """One node of ``session.dag_state()`` (and with ``extras`` of :func:`front_state`)."""
+    ev, is_stale, reason, cleared, cell_id, user_defined, deps = key
+    status = "stale" if is_stale else ev.status.value if ev is not None else "never_run"
+    d = {"name": name, "cell_id": cell_id, "kind": "input" if user_defined else "function",
+         "deps": list(deps), "status": status, "reason": ev.reason if ev else "",
+         "duration": ev.duration if ev else None,
+         "code_version": ev.code_version if ev else None}
+    if not extras:
+        return d
+    if reason is not None:
+        d["reason"] = reason
+    elif cleared and status in ("cached", "computed"):
+        d["status"] = "cleared"
+        d["reason"] = "its cache entry was cleared: the next run recomputes it"
+    where = getattr(ev, "where", None) or getattr(ev, "engine", None)
+    if where:
+        d["where"] = str(where)
+    return d
+
+
+_STATE_CACHES: weakref.WeakKeyDictionary[Any, FrontStateCache] = weakref.WeakKeyDictionary()
+
+
+def cached_front_state(session: Any, extras: bool = True) -> dict[str, Any]:
+    """:func:`front_state` of ``session`` through its :class:`FrontStateCache` (one per
+    session, shared by the panel and the comm). Its node and cell dicts are shared: copy one
+    before changing it."""
+    cache = _STATE_CACHES.get(session)
+    if cache is None:
+        cache = _STATE_CACHES.setdefault(session, FrontStateCache())
+    return cache.state(session, extras)
 
 
 STALE_ROWS = 12  # a report lists this many stale nodes (the first, in DAG order), then counts

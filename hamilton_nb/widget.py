@@ -44,13 +44,13 @@ from .events import (
 )
 from .report import (
     DAG_MIME,
+    Tally,
+    cached_front_state,
     cell_label,
     cleared_nodes,
-    front_state,
     human_bytes,
     human_seconds,
     stale_reasons,
-    summary_line,
 )
 from .session import Session, SessionError
 
@@ -383,6 +383,15 @@ class _RowView:
         self.box.add_class("hnbw-row")
         self.box.add_class(f"hnbw-row-{_css(node)}")
 
+        self._shown: tuple[Row, str | None] | None = None
+
+    def show(self, row: Row, short: str | None) -> None:
+        """Fill the row with ``row`` (its HTML is made again only when the row changed)."""
+        shown = self._shown
+        if shown is None or shown[0] is not row or shown[1] != short:
+            self.info.value = _row_html(row, short)
+            self._shown = (row, short)
+
     def close(self) -> None:
         for w in (self.info, self.recompute, self.clear, self.preview, self.actions, self.box):
             w.close()
@@ -446,8 +455,20 @@ class Panel(W.VBox):
         self._dirty: set[str] = set()
         self._last_flush = 0.0
         self._requested: set[str] = set()  # recomputed with the button (their reason says so)
+        # What the rows show (kept between runs: a run recomputes only the rows it changed).
+        self._stale: set[str] = set()  # stale nodes (none during a run)
         self._stale_reasons: dict[str, str] = {}
         self._cleared: set[str] = set()  # entries gone since the value was stored
+        self._stale_rows: set[str] = set()  # rows whose status is "stale" (the summary counts)
+        self._in_last: set[str] = set()  # nodes of self._run_events
+        self._tally = Tally()  # the summary line of self._run_events
+        # (frontier, upstream names, their events then, reused events) of the last expansion
+        self._reused_memo: tuple[tuple[str, ...], list[str], list[Any],
+                                 dict[str, NodeEvent]] | None = None
+        self._structure_changed = True  # the table's children must be rebuilt
+        self._graph_pending = False  # the graph waits for the next flush
+        # node -> (row, its text cells, its <tr>) as to_text/to_html last made them
+        self._static: dict[str, tuple[Row, tuple[str, ...], str]] = {}
         self._shorts: dict[str, str] = {}  # node -> name as shown in the table
         self._counts: dict[str, int] = {}  # cell -> execution count of its last registration
         self._timer: threading.Timer | None = None
@@ -463,8 +484,8 @@ class Panel(W.VBox):
         last = session.last_run_events()
         self._reused = {e.node: e for e in last if e.node in session.node_events
                         and session.node_events[e.node] is not e}
-        self._run_events = [self._reused.get(e.node) or session.node_events[e.node]
-                            for e in last if e.node in session.node_events]
+        self._set_run_events([self._reused.get(e.node) or session.node_events[e.node]
+                              for e in last if e.node in session.node_events])
         current, _ = _current_execution()  # the cell that creates the panel just registered
         for cid, c in list(session.dag.cells.items()):
             if current is not None and c.jupyter_id == current:
@@ -489,32 +510,116 @@ class Panel(W.VBox):
         return rows
 
     def summary_text(self) -> str:
-        events = self._run_events
+        tally = self._tally
         if self._running:
-            done = len(events)
+            done = tally.n
             total = done + len(self._live)
             text = f"running… {done}/{total} nodes done"
-            return text + (f" ({summary_line(events)})" if events else "")
-        text = summary_line(events) if events else "no run yet"
-        stale = sum(1 for r in self.rows.values() if r.status == "stale")
+            return text + (f" ({tally.line()})" if done else "")
+        text = tally.line() if tally.n else "no run yet"
+        stale = len(self._stale_rows)
         return text + (f" · {stale} stale" if stale else "")
 
-    def _compute_rows(self) -> None:
+    def _set_run_events(self, events: list[NodeEvent]) -> None:
+        self._run_events = events
+        self._in_last = {e.node for e in events}
+        self._tally = Tally()
+        for e in events:
+            self._tally.add(e)
+
+    def _add_run_event(self, ev: NodeEvent) -> None:
+        self._run_events.append(ev)
+        self._in_last.add(ev.node)
+        self._tally.add(ev)
+
+    def _reused_for(self, frontier: tuple[str, ...]) -> dict[str, NodeEvent]:
+        """``session.reused_events(frontier)`` by node, the same objects as last time when
+        neither the frontier nor the events of the nodes upstream of it changed since (a cell
+        re-run reuses the same upstream again and again; making its hit events costs a
+        ``dataclasses.replace`` per upstream node). The DAG changing drops the memo."""
         s = self.session
-        stale = s.stale_nodes() if not self._running else set()
-        self._stale_reasons = stale_reasons(s, stale) if stale else {}
-        self._cleared = cleared_nodes(s) if not self._running else set()
-        in_last = {e.node for e in self._run_events}
+        memo = self._reused_memo
+        if memo is not None and memo[0] == frontier:
+            _, names, sources, reused = memo
+            events = s.node_events
+            if all(events.get(n) is e for n, e in zip(names, sources, strict=True)):
+                return reused
+        names = list(s.dag.upstream(frontier)) if frontier else []
+        sources = [s.node_events.get(n) for n in names]
+        reused = {e.node: e for e in s.reused_events(frontier)}
+        self._reused_memo = (frontier, names, sources, reused)
+        return reused
+
+    def _sync_marks(self) -> set[str]:
+        """Take the stale and cleared marks as they are now (none during a run: working
+        staleness out belongs after it); returns the nodes whose mark or reason changed."""
+        s = self.session
+        if self._running:
+            stale: set[str] = set()
+            reasons: dict[str, str] = {}
+            cleared: set[str] = set()
+        else:
+            stale = s.stale_nodes()
+            reasons = stale_reasons(s, stale) if stale else {}
+            cleared = cleared_nodes(s)
+        old = self._stale_reasons
+        changed = (stale ^ self._stale) | (cleared ^ self._cleared) | {
+            n for n in stale if reasons.get(n) != old.get(n)}
+        self._stale, self._stale_reasons, self._cleared = stale, reasons, cleared
+        return changed
+
+    def _compute_rows(self) -> None:
+        """Every row again (a new panel, a reset or restore, ``refresh()``)."""
+        s = self.session
+        self._sync_marks()
         rows: dict[str, Row] = {}
         for name in s.dag.order:
-            n = s.dag.nodes[name]
-            if n.user_defined:
+            if s.dag.nodes[name].user_defined:
                 continue
-            rows[name] = self._row(name, stale, in_last)
+            rows[name] = self._row(name)
         self.rows = rows
+        self._stale_rows = {n for n, r in rows.items() if r.status == "stale"}
         self._shorts = short_names(list(rows))
+        self._structure_changed = True
 
-    def _row(self, name: str, stale: set[str], in_last: set[str]) -> Row:
+    def _update_rows(self, names: set[str]) -> set[str]:
+        """Recompute the rows of ``names`` (nodes that are no row are skipped); returns those
+        that changed."""
+        changed = set()
+        rows = self.rows
+        for name in names:
+            old = rows.get(name)
+            if old is None:
+                continue
+            row = self._row(name)
+            if row != old:
+                rows[name] = row
+                changed.add(name)
+                if row.status == "stale":
+                    self._stale_rows.add(name)
+                else:
+                    self._stale_rows.discard(name)
+        return changed
+
+    def _refresh_some(self, names: set[str]) -> None:
+        """After a cell was registered or removed: the rows of its nodes, the rows whose stale
+        or cleared mark changed, and the table's rows if nodes came or went."""
+        s = self.session
+        dirty = set(names) | self._sync_marks()
+        order = [n for n in s.dag.order if not s.dag.nodes[n].user_defined]
+        if order != list(self.rows):
+            old = self.rows
+            self.rows = {n: old[n] if n in old and n not in dirty else self._row(n)
+                         for n in order}
+            self._stale_rows = {n for n, r in self.rows.items() if r.status == "stale"}
+            self._shorts = short_names(order)
+            self._structure_changed = True
+            changed = {n for n in dirty if n in self.rows}
+        else:
+            changed = self._update_rows(dirty)
+        self._render(changed)
+
+    def _row(self, name: str) -> Row:
         s = self.session
         ev = self._reused.get(name) or s.node_events.get(name)
         cell = s.dag.node_cell.get(name)
@@ -529,13 +634,13 @@ class Panel(W.VBox):
                        prev.saved, prev.size, cell, in_last_run=True, cell=label)
         if ev is None:
             return Row(name, "never_run", "", cell_id=cell, cell=label)
-        row = _row_from_event(ev, name in in_last)
+        row = _row_from_event(ev, name in self._in_last)
         reason = row.reason
         if name in self._requested and ev.status is Status.COMPUTED:
             reason = "recomputed on request"
         row = Row(name, row.status, reason, row.duration, row.saved, row.size, cell, row.cache,
                   row.error, row.in_last_run, cell=label)
-        if name in stale and ev.status in (Status.COMPUTED, Status.CACHED):
+        if name in self._stale and ev.status in (Status.COMPUTED, Status.CACHED):
             # (a failed or skipped node has no value to be stale; its own status says more)
             row = Row(name, "stale", self._stale_reasons.get(name, "an upstream value changed"),
                       row.duration, row.saved, row.size, cell, row.cache, None, True, cell=label)
@@ -552,11 +657,31 @@ class Panel(W.VBox):
         self._compute_rows()
         self._render()
 
-    def _render(self) -> None:
+    def _render(self, changed: set[str] | None = None) -> dict[str, Any]:
+        """Send what changed to the browser: the summary, the rows of ``changed`` (None: all),
+        the table's list of rows when nodes came or went (or a filter or sort is on: then
+        which rows show depends on their content), the graph when its content changed
+        (ipywidgets sends a trait only when its new value differs)."""
         self.summary.value = f"<b>{html.escape(self.summary_text())}</b>"
-        self._render_table()
-        self.graph.outputs = ({"output_type": "display_data", "metadata": {},
-                               "data": self.graph_bundle()},)
+        if changed is None or self._structure_changed or self.filter.value != "all" \
+                or self.sort.value != "dag":
+            self._render_table()
+        else:
+            self._show_rows(changed)
+        return self._render_graph()
+
+    def _render_graph(self) -> dict[str, Any]:
+        self._graph_pending = False
+        bundle = self.graph_bundle()
+        self.graph.outputs = ({"output_type": "display_data", "metadata": {}, "data": bundle},)
+        return bundle
+
+    def _show_rows(self, names: set[str]) -> None:
+        for name in names:
+            view = self._views.get(name)
+            row = self.rows.get(name)
+            if view is not None and row is not None:
+                view.show(row, self._shorts.get(name))
 
     def graph_bundle(self, rows: dict[str, Row] | None = None) -> dict[str, Any]:
         """The DAG in the lab extension's MIME type, with the static SVG as the fallback."""
@@ -568,21 +693,23 @@ class Panel(W.VBox):
     def front_state(self, rows: dict[str, Row] | None = None) -> dict[str, Any]:
         """The DAG state (docs/protocol.md) with the statuses this panel shows."""
         rows = self.rows if rows is None else rows
-        state = front_state(self.session) if not self._running else self.session.dag_state()
+        # The cached state shares its node dicts with the comm's: a changed one is a copy.
+        state = cached_front_state(self.session, extras=not self._running)
         nodes = []
         for n in state["nodes"]:
             row = rows.get(n["name"])
-            if row is None and n["kind"] != "input":
-                continue  # a snapshot shows only the nodes of its run
-            if row is not None:
-                n["status"] = row.status
-                n["reason"] = row.why
+            if row is None:
+                if n["kind"] != "input":
+                    continue  # a snapshot shows only the nodes of its run
+            elif n["status"] != row.status or n["reason"] != row.why:
+                n = {**n, "status": row.status, "reason": row.why}
             nodes.append(n)
         state["nodes"] = nodes
         state["running"] = self._running
         return state
 
     def _render_table(self) -> None:
+        self._structure_changed = False
         for name in list(self._views):
             if name not in self.rows:  # the node left the DAG: free its widgets
                 self._views.pop(name).close()
@@ -598,7 +725,7 @@ class Panel(W.VBox):
             view = self._views.get(row.node)
             if view is None:
                 view = self._views[row.node] = _RowView(self, row.node)
-            view.info.value = _row_html(row, self._shorts.get(row.node))
+            view.show(row, self._shorts.get(row.node))
             # The buttons stay enabled during a run (recompute/clear refuse then, and say so):
             # toggling them cost two widget messages per row at the start and end of every run.
             children.append(view.box)
@@ -613,6 +740,10 @@ class Panel(W.VBox):
             return
         with self._lock:
             self._dirty.add(name)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        with self._lock:
             wait = self._last_flush + FLUSH_S - time.monotonic()
             if wait <= 0:
                 self._flush()
@@ -624,7 +755,7 @@ class Panel(W.VBox):
     def _flush_later(self) -> None:
         with self._lock:
             self._timer = None
-            if self._running and self._dirty and not self.closed:
+            if self._running and (self._dirty or self._graph_pending) and not self.closed:
                 self._flush()
 
     def _cancel_timer(self) -> None:
@@ -635,13 +766,11 @@ class Panel(W.VBox):
 
     def _flush(self) -> None:
         with self._lock:
-            in_last = {e.node for e in self._run_events}
-            for name in list(self._dirty):
-                self.rows[name] = self._row(name, set(), in_last)
-                view = self._views.get(name)
-                if view is not None:
-                    view.info.value = _row_html(self.rows[name], self._shorts.get(name))
+            changed = self._update_rows(self._dirty)
             self._dirty.clear()
+            self._show_rows(changed)
+            if self._graph_pending:  # the run's first flush: its plan shows as "queued"
+                self._render_graph()
             self.summary.value = f"<b>{html.escape(self.summary_text())}</b>"
             self._last_flush = time.monotonic()
 
@@ -652,37 +781,63 @@ class Panel(W.VBox):
     # -- events --------------------------------------------------------------------------------
 
     def _on_event(self, ev: Event) -> None:
+        # Only the rows a run or an edit changed are made again and sent: the nodes of the
+        # run's plan, the upstream it reused when that differs from last time, the rows that
+        # leave the last run, and those whose stale or cleared mark changed.
         if isinstance(ev, RunStarted):
             if self._armed:
                 self._armed = False
-                self.show()
-            self._running = True
-            if not self._button_run:
-                self._requested.clear()
-            self._reused = {e.node: e for e in self.session.reused_events(ev.reused)}
-            self._run_events = list(self._reused.values())
-            user = {n for n in ev.nodes if self.session.dag.nodes[n].user_defined}
-            self._live = {n: "queued" for n in ev.nodes if n not in user}
-            self._compute_rows()
-            self._render()
+                self.show(run_starting=True)
+            s = self.session
+            with self._lock:
+                self._running = True
+                dirty = set(self._requested)
+                if not self._button_run:
+                    self._requested.clear()
+                dirty |= self._requested
+                reused = self._reused_for(ev.reused)
+                old = self._reused
+                dirty |= {n for n in old.keys() | reused.keys() if old.get(n) is not reused.get(n)}
+                self._reused = reused
+                was_in_last = self._in_last
+                self._set_run_events(list(reused.values()))
+                dirty |= was_in_last ^ self._in_last
+                self._live = {n: "queued" for n in ev.nodes if not s.dag.nodes[n].user_defined}
+                dirty |= self._live.keys()
+                dirty |= self._sync_marks()  # the marks go while it runs
+                self._dirty |= dirty
+                # The plan shows as "queued" at the first flush, FLUSH_S after the start: a run
+                # served from the cache is over by then and sends its final rows only.
+                self._graph_pending = True
+                self._last_flush = max(self._last_flush, time.monotonic())
+            self._schedule()
         elif isinstance(ev, NodeStarted):
             self._live[ev.node] = "running"
             self._update_row(ev.node)
         elif isinstance(ev, NodeEvent):
-            self._live.pop(ev.node, None)
-            self._run_events.append(ev)
+            with self._lock:
+                self._live.pop(ev.node, None)
+                self._add_run_event(ev)
             self._update_row(ev.node)
         elif isinstance(ev, RunFinished):
             self._cancel_timer()
             with self._lock:
                 self._running = False
+                dirty = self._dirty | self._live.keys()
                 self._live.clear()
                 self._dirty.clear()
-            self.refresh()
-            self._write_final_state()
+                self._graph_pending = False
+            dirty |= self._sync_marks()
+            graph = self._render(self._update_rows(dirty))
+            self._write_final_state(graph)
         elif isinstance(ev, DagChanged) and not self._running:
             self._note_execution_count(ev.cell_id)
-            self.refresh()
+            self._reused_memo = None
+            cell = self.session.dag.cells.get(ev.cell_id) if ev.cell_id else None
+            if ev.cell_id is None:  # reset, restore, config, a cache clear: everything again
+                self.refresh()
+            else:
+                self._refresh_some({*ev.added, *ev.removed, *(cell.nodes if cell else ())})
 
     def _note_execution_count(self, cell_id: str | None) -> None:
         """Remember the prompt number ``[n]`` of the cell being registered, when the front-end
@@ -791,7 +946,7 @@ class Panel(W.VBox):
 
     _button_run = False
 
-    def show(self) -> None:
+    def show(self, run_starting: bool = False) -> None:
         """Display the panel in the current cell. A previous display of it (in another cell)
         becomes a static snapshot, so there is one live panel at a time."""
         from IPython.display import display
@@ -804,10 +959,17 @@ class Panel(W.VBox):
             # (nbclient would fail on the update; Lab would ignore it). Within one execution
             # (two runs in one cell) the earlier output is still there.
             self._handle.update(self.static_bundle(last_run_only=True), raw=True)
-        self._handle = display(self, display_id=True)
+        if run_starting and msg is not None:
+            # A run shows the panel as it starts, within a kernel's execution of the cell: its
+            # end writes this output again with the run's final rows, graph and state
+            # (_write_final_state). Until then the widget view is what front-ends show; the
+            # static table of the state before the run would only be sent to be replaced.
+            self._handle = display(W.VBox._repr_mimebundle_(self), raw=True, display_id=True)
+        else:
+            self._handle = display(self, display_id=True)
         self._handle_cell, self._handle_msg = cell, msg
 
-    def _write_final_state(self) -> None:
+    def _write_final_state(self, graph: dict[str, Any] | None = None) -> None:
         """The run ended: the output of the cell that started it gets the final state (its
         widget view again, with the text/HTML fallback and DAG state of *this* run), so a saved
         notebook, nbconvert and GitHub show what the run did. Only from within that cell's own
@@ -817,45 +979,67 @@ class Panel(W.VBox):
         _, msg = _current_execution()
         if msg is None or msg != self._handle_msg:
             return
-        data = self._repr_mimebundle_()
+        # The graph the widget just got, made of the same rows (building it again for the
+        # output cost as much as the rest of the panel's work for a run).
+        data = super()._repr_mimebundle_() or {}
+        data.update(self.static_bundle(state=True, graph=graph))
         self._handle.update(data, raw=True)
 
-    def static_bundle(self, last_run_only: bool = False, state: bool = False) -> dict[str, Any]:
+    def static_bundle(self, last_run_only: bool = False, state: bool = False,
+                      graph: dict[str, Any] | None = None) -> dict[str, Any]:
         """The rows as text and HTML; with ``state``, also the DAG state in the extension's
-        MIME type (the lab extension draws it where the widget model is gone)."""
+        MIME type (the lab extension draws it where the widget model is gone). ``graph``:
+        :meth:`graph_bundle` of all rows, when the caller has it already."""
         rows = list(self.rows.values())
+        by_node = self.rows
         if last_run_only and any(r.in_last_run for r in rows):
             rows = [r for r in rows if r.in_last_run]
-        data: dict[str, Any] = {"text/plain": self.to_text(rows), "text/html": self.to_html(rows)}
+            by_node, graph = {r.node: r for r in rows}, None
+        if graph is None:
+            graph = self.graph_bundle(by_node) if state else \
+                {"text/html": graph_svg(self.session, by_node)}
+        data: dict[str, Any] = {"text/plain": self.to_text(rows),
+                                "text/html": self.to_html(rows, svg=graph["text/html"])}
         if state:
-            data[DAG_MIME] = self.graph_bundle({r.node: r for r in rows})[DAG_MIME]
+            data[DAG_MIME] = graph[DAG_MIME]
         return data
+
+    def _static_parts(self, row: Row) -> tuple[tuple[str, ...], str]:
+        """The text cells and the ``<tr>`` of a row, made again only when the row changed."""
+        hit = self._static.get(row.node)
+        if hit is not None and hit[0] is row:
+            return hit[1], hit[2]
+        cells = row.cells()
+        tds = [f"<td style='text-align:left'>{html.escape(cells[0])}</td>",
+               f"<td style='text-align:left'>{_badge(row.status, cells[1])}</td>"]
+        tds += [f"<td style='text-align:left'>{html.escape(c)}</td>" for c in cells[2:]]
+        tr = f"<tr class='hnbw-row-static hnbw-{row.status}'>{''.join(tds)}</tr>"
+        if len(self._static) > 2 * len(self.rows) + 64:  # nodes that left the DAG
+            self._static = {n: v for n, v in self._static.items() if n in self.rows}
+        self._static[row.node] = (row, cells, tr)
+        return cells, tr
 
     def to_text(self, shown: list[Row] | None = None) -> str:
         shown = list(self.rows.values()) if shown is None else shown
-        rows = [HEAD, *(r.cells() for r in shown)]
+        rows = [HEAD, *(self._static_parts(r)[0] for r in shown)]
         widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
         lines = [f"hamilton_nb — {self.summary_text()}"]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                   for r in rows]
         return "\n".join(lines)
 
-    def to_html(self, shown: list[Row] | None = None) -> str:
+    def to_html(self, shown: list[Row] | None = None, svg: str | None = None) -> str:
+        """The rows ``shown`` (default all) as an HTML table, with the graph of those rows
+        (``svg``: that drawing, when the caller has it)."""
         shown = list(self.rows.values()) if shown is None else shown
+        if svg is None:
+            svg = graph_svg(self.session, {r.node: r for r in shown})
         head = "".join(f"<th style='text-align:left'>{h}</th>" for h in HEAD)
-        body = []
-        for row in shown:
-            cells = row.cells()
-            tds = [f"<td style='text-align:left'>{html.escape(cells[0])}</td>",
-                   f"<td style='text-align:left'>{_badge(row.status, cells[1])}</td>"]
-            tds += [f"<td style='text-align:left'>{html.escape(c)}</td>" for c in cells[2:]]
-            body.append(f"<tr class='hnbw-row-static hnbw-{row.status}'>{''.join(tds)}</tr>")
+        body = [self._static_parts(row)[1] for row in shown]
         return (f"<div class='hnbw-static'><b class='hnbw-summary-static'>hamilton_nb — "
                 f"{html.escape(self.summary_text())}</b><table><thead><tr>{head}</tr></thead>"
                 f"<tbody>{''.join(body)}</tbody></table>"
-                f"<details><summary>graph</summary>"
-                f"{graph_svg(self.session, {r.node: r for r in shown})}"
-                f"</details></div>")
+                f"<details><summary>graph</summary>{svg}</details></div>")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         # ipywidgets gives the widget view and a one-line text/plain; add the table as text and

@@ -270,6 +270,27 @@ def test_comm_bridge_throttles_but_sends_final_state(kernel: KernelDriver, tmp_p
     assert final["n59"] == "computed" and not msgs[-1]["state"]["running"]
 
 
+@pytest.mark.kernel
+def test_comm_bridge_sends_only_the_final_state_of_a_short_run(kernel: KernelDriver,
+                                                               tmp_path: Path) -> None:
+    """A run over long before the throttle window (a re-run served from the cache) sends the
+    whole DAG's state once, when it ends, not a "queued" state its end replaces at once."""
+    kernel.execute(BRIDGE_SETUP.format(cache=str(tmp_path / "cache"))
+                   + "_hnb_test_session.run(['doubled'])\n")
+    comm_id = _open(kernel, {"type": "hello", "protocol": 1})
+    kernel.comm_messages(comm_id)
+    seen = len(kernel.iopub)
+    kernel.execute("_hnb_test_session.run(['doubled'])")  # all hits: a few milliseconds
+    time.sleep(0.5)  # a throttled "running" state would have been sent by now
+    pushed = [m["content"]["data"] for m in kernel.iopub[seen:] + kernel.drain(0.5)
+              if m["msg_type"] == "comm_msg" and m["content"].get("comm_id") == comm_id]
+    # One state: the run's end (post_run_cell found it unchanged: it names this run already).
+    assert [m["state"]["running"] for m in pushed] == [False]
+    assert {n["name"]: n["status"] for n in pushed[0]["state"]["nodes"]}["doubled"] == "cached"
+    kernel.execute("assert _hnb_test_session.dag_state()['run_id'] == "
+                   f"{pushed[0]['state']['run_id']}")
+
+
 # ------------------------------------------------------------------------------------------------
 # Browser: real JupyterLab + Debian chromium
 # ------------------------------------------------------------------------------------------------

@@ -435,3 +435,115 @@ def test_terminal_prints_a_summary_and_only_rows_worth_reading(nb: Any) -> None:
     assert any(ln.startswith("last ") for ln in lines)
     assert not any(ln.startswith("n5 ") for ln in lines)  # cached rows are counted, not listed
     assert "%hamilton panel" in lines[-1]
+
+
+NOTEBOOK = {  # four cells: a chain over three of them and one cell on its own
+    "c-raw": "def raw() -> int:\n    return RAW\n",
+    "c-clean": "def clean(raw: int) -> int:\n    return raw * 2\n",
+    "c-features": "def features(clean: int) -> int:\n    return clean + 1\n",
+    "c-other": "def other() -> int:\n    return 7\n",
+}
+
+
+@pytest.fixture
+def cells(ps: Any) -> Any:
+    ps.exec("RAW = 3")
+    for cell_id, body in NOTEBOOK.items():
+        ps.cell(body, cell_id)
+    return ps
+
+
+def rows_from_scratch(panel: Panel) -> dict[str, Any]:
+    """The rows a new panel of the same session computes (every row, nothing kept)."""
+    fresh = Panel(panel.session)
+    try:
+        # the same prompt numbers and recompute requests: they come from this panel's history
+        fresh._counts, fresh._requested = dict(panel._counts), set(panel._requested)
+        fresh.refresh()
+        return dict(fresh.rows)
+    finally:
+        fresh.close()
+
+
+def info_updates(panel: Panel) -> dict[str, list[str]]:
+    """node -> the HTML values its row widget is sent from now on."""
+    sent: dict[str, list[str]] = {}
+    for node in shown(panel):
+        values = sent.setdefault(node, [])
+        row_view(panel, node).children[0].observe(
+            lambda c, values=values: values.append(c["new"]), "value")
+    return sent
+
+
+def test_rerunning_one_cell_keeps_the_other_rows_and_sends_nothing_for_them(cells: Any) -> None:
+    panel = panel_for(cells.s)
+    cells.run("features", "other")
+    cells.run("features")  # served from the cache
+    before = dict(panel.rows)
+    sent = info_updates(panel)
+    cells.run("features")  # the same again: nothing to show changed
+    assert all(panel.rows[n] is before[n] for n in before)  # not even made again
+    assert all(values == [] for values in sent.values())
+    cells.run("other")  # the chain leaves the last run: its rows are sent, dimmed
+    assert not panel.rows["raw"].in_last_run
+    assert [len(sent[n]) for n in ("raw", "clean", "features")] == [1, 1, 1]
+    assert "opacity:0.6" in sent["raw"][0]
+    assert panel.rows == rows_from_scratch(panel)
+    assert summary_line(cells.s.last_run_events()) in panel.summary.value
+
+
+def test_an_upstream_edit_marks_the_downstream_rows_stale_across_cells(cells: Any) -> None:
+    panel = panel_for(cells.s)
+    cells.run("features", "other")
+    sent = info_updates(panel)
+    cells.cell("def raw() -> int:\n    return RAW + 1\n", "c-raw")  # edited, run alone
+    cells.run("raw")
+    assert statuses(panel) == {"raw": "computed", "clean": "stale", "features": "stale",
+                               "other": "computed"}
+    assert panel.rows["clean"].reason == "upstream `raw` changed since it ran"
+    assert panel.rows["features"].reason == "upstream `clean` is stale"
+    assert "hnbw-status-stale" in info_html(panel, "features")
+    assert "· 2 stale" in panel.summary.value
+    assert panel.rows == rows_from_scratch(panel)
+    state = panel.graph.outputs[0]["data"]["application/vnd.hamilton-nb.run+json"]["state"]
+    assert {n["name"]: n["status"] for n in state["nodes"]}["features"] == "stale"
+    cells.run("features")  # recomputed: nothing is stale any more
+    assert "stale" not in statuses(panel).values()
+    assert "stale" not in panel.summary.value
+    assert panel.rows == rows_from_scratch(panel)
+    cells.run("other")
+    cells.exec("RAW = 10")  # a global `raw` reads: the next event shows the chain stale,
+    cells.run("other")  # though this run (the same as the last) named none of its nodes
+    assert statuses(panel)["raw"] == "stale" and statuses(panel)["features"] == "stale"
+    assert panel.rows == rows_from_scratch(panel)
+    assert sent["other"]  # its own run was sent
+
+
+def test_cells_added_and_removed_update_the_table_and_keep_the_other_rows(cells: Any) -> None:
+    panel = panel_for(cells.s)
+    cells.run("features")
+    kept = panel.rows["raw"]
+    cells.cell("def extra(features: int) -> int:\n    return features * 3\n", "c-extra")
+    assert shown(panel) == ["raw", "clean", "features", "other", "extra"]
+    assert panel.rows["extra"].status == "never_run" and panel.rows["raw"] is kept
+    cells.s.remove_cell("c-other")
+    assert shown(panel) == ["raw", "clean", "features", "extra"]
+    assert "other" not in panel._views  # its widgets were closed
+    cells.run("extra")
+    assert panel.rows == rows_from_scratch(panel)
+
+
+def test_a_run_shorter_than_the_flush_window_sends_the_graph_once(cells: Any) -> None:
+    panel = panel_for(cells.s)
+    cells.run("features")
+    graphs: list[Any] = []
+    panel.graph.observe(lambda c: graphs.append(c["new"]), "outputs")
+    sent = info_updates(panel)
+    cells.run("features")  # all hits: over long before FLUSH_S
+    # The plan's "queued" state would be replaced at once: only the final state is sent.
+    assert len(graphs) == 1
+    state = graphs[0][0]["data"]["application/vnd.hamilton-nb.run+json"]["state"]
+    assert state["running"] is False
+    assert {n["status"] for n in state["nodes"] if n["kind"] == "function"} <= {
+        "cached", "never_run"}
+    assert all("queued" not in v for values in sent.values() for v in values)

@@ -1,0 +1,44 @@
+"""The front-ends' DAG state kept between builds (report.FrontStateCache): always equal to the
+state built from scratch, and made again only for the nodes that changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hamilton_nb.report import cached_front_state, front_state
+
+
+def same_as_from_scratch(s: Any) -> dict[str, Any]:
+    state = cached_front_state(s)
+    assert state == front_state(s)
+    assert cached_front_state(s, extras=False) == s.dag_state()
+    return state
+
+
+def test_cached_state_equals_the_state_built_from_scratch_through_edits(ps: Any) -> None:
+    s = ps.s
+    ps.exec("K = 2")
+    ps.cell("def raw() -> int:\n    return 3\n", "c-raw")
+    ps.cell("def clean(raw: int) -> int:\n    return raw * K\n", "c-clean")
+    ps.cell("def other() -> int:\n    return 7\n", "c-other")
+    same_as_from_scratch(s)  # nothing ran yet
+    ps.run("clean", "other")
+    first = same_as_from_scratch(s)
+    ps.run("clean")  # served from the cache: `other` did not change
+    again = same_as_from_scratch(s)
+    by_name = {n["name"]: n for n in first["nodes"]}
+    assert next(n for n in again["nodes"] if n["name"] == "other") is by_name["other"]
+    ps.exec("K = 3")  # a global: `clean` is stale, with its reason
+    state = same_as_from_scratch(s)
+    assert {n["name"]: n["status"] for n in state["nodes"]}["clean"] == "stale"
+    assert [c["stale"] for c in state["cells"] if c["cell_id"] == "c-clean"] == [True]
+    s.clear(["other"])  # its entry went: cleared
+    state = same_as_from_scratch(s)
+    assert {n["name"]: n["status"] for n in state["nodes"]}["other"] == "cleared"
+    ps.cell("def raw() -> int:\n    return 4\n", "c-raw")  # edited
+    same_as_from_scratch(s)
+    s.remove_cell("c-other")
+    state = same_as_from_scratch(s)
+    assert "other" not in {n["name"] for n in state["nodes"]}
+    ps.run("clean")
+    same_as_from_scratch(s)

@@ -244,7 +244,11 @@ def _head_html() -> str:
 _SVG_IDS = itertools.count(1)  # marker ids are document-global: every SVG gets its own
 
 
-_SVG_MEMO: dict[tuple[Any, ...], str] = {}  # drawing content -> SVG (a few recent ones)
+# drawing content -> SVG, the most recently used last. Enough for "run all" of a notebook of
+# a few dozen cells: each cell's output keeps a drawing of its own run's nodes.
+_SVG_MEMO: dict[tuple[Any, ...], str] = {}
+_SVG_MEMO_ENTRIES, _SVG_MEMO_CHARS = 32, 16_000_000
+_SVG_LOCK = threading.Lock()  # the panel's flush timer draws from its own thread
 
 
 def graph_svg(session: Session, rows: dict[str, Row]) -> str:
@@ -253,12 +257,15 @@ def graph_svg(session: Session, rows: dict[str, Row]) -> str:
     few hundred nodes drawing it is most of what a cell costs in a kernel."""
     dag = session.dag
     key = tuple((n, tuple(dag.deps.get(n, ())), r.status, r.label) for n, r in rows.items())
-    svg = _SVG_MEMO.get(key)
-    if svg is None:
-        if len(_SVG_MEMO) >= 8:
-            _SVG_MEMO.pop(next(iter(_SVG_MEMO)))
-        svg = _SVG_MEMO[key] = _graph_svg(session, rows)
-    return svg
+    with _SVG_LOCK:
+        svg = _SVG_MEMO.pop(key, None)
+        if svg is None:
+            svg = _graph_svg(session, rows)
+            while _SVG_MEMO and (len(_SVG_MEMO) >= _SVG_MEMO_ENTRIES or sum(
+                    map(len, _SVG_MEMO.values())) + len(svg) > _SVG_MEMO_CHARS):
+                _SVG_MEMO.pop(next(iter(_SVG_MEMO)))  # the least recently used
+        _SVG_MEMO[key] = svg
+        return svg
 
 
 def _graph_svg(session: Session, rows: dict[str, Row]) -> str:
@@ -295,6 +302,9 @@ def _graph_svg(session: Session, rows: dict[str, Row]) -> str:
         "markerHeight='6' orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' "
         "fill='#888'/></marker></defs>",
     ]
+    # What every edge (every node) shares is said once, on its group (these SVG properties
+    # inherit): a few hundred nodes' drawing is sent twice per run (graph tab, cell output).
+    parts.append(f"<g fill='none' stroke='#888' marker-end='url(#{arrow})'>")
     for name in order:
         x2, y2 = pos[name]
         for d in dag.nodes[name].dependencies:
@@ -305,8 +315,8 @@ def _graph_svg(session: Session, rows: dict[str, Row]) -> str:
             mid = (x1 + x2) / 2
             parts.append(f"<path class='hnbw-edge' data-from='{html.escape(d.name)}' "
                          f"data-to='{html.escape(name)}' "
-                         f"d='M{x1},{y1} C{mid},{y1} {mid},{y2c} {x2},{y2c}' fill='none' "
-                         f"stroke='#888' marker-end='url(#{arrow})'/>")
+                         f"d='M{x1},{y1} C{mid},{y1} {mid},{y2c} {x2},{y2c}'/>")
+    parts.append("</g><g text-anchor='middle' font-size='12'>")
     shorts = short_names(order, 18)
     for name in order:
         x, y = pos[name]
@@ -324,10 +334,10 @@ def _graph_svg(session: Session, rows: dict[str, Row]) -> str:
             f"<title>{html.escape(name)}: {html.escape(label)}</title>"
             f"<rect x='{x}' y='{y}' width='{bw}' height='{bh}' rx='6' fill='{colour}' "
             f"stroke='#555'{dash}/>"
-            f"<text x='{x + bw / 2}' y='{y + bh / 2 + 4}' text-anchor='middle' font-size='12' "
+            f"<text x='{x + bw / 2}' y='{y + bh / 2 + 4}' "
             f"fill='{text_colour}'>{html.escape(short)}</text></g>"
         )
-    parts.append("</svg>")
+    parts.append("</g></svg>")
     return "".join(parts)
 
 

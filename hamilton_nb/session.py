@@ -109,8 +109,10 @@ class Session:
         self._stale_ran: set[str] = set()  # nodes with a new event (their dependants may too)
         # External inputs' versions as the last sync saw them (large ones are not watched).
         self._inputs_now: dict[str, str | None] = {}
-        # The dependency versions each node's latest value was made from (its key's parts).
-        self._used_deps: dict[str, Mapping[str, Any]] = {}
+        # The dependency versions each node's latest value was made from (its key's parts),
+        # with the event they belong to: a restored or newer event does not inherit them, and
+        # nothing else (clearing entries, a config change) makes them untrue.
+        self._used_deps: dict[str, tuple[NodeEvent, Mapping[str, Any]]] = {}
         self.node_events: dict[str, NodeEvent] = {}  # latest event of every node
         self.running = False
         # name -> (id() of the object we bound, its data version): names hamilton_nb bound
@@ -263,7 +265,6 @@ class Session:
             if event.cell_id is None:
                 self.memo.clear()  # config, reset, restore, cleared entries: nothing is kept
                 self._stale_set = None
-                self._used_deps = {}
             else:
                 names = [*event.added, *event.removed]
                 self._stale_seeds.update(names)
@@ -454,9 +455,15 @@ class Session:
             self.running = False
         self._last = outcome
         for ev in outcome.events:
+            if ev.status not in (Status.CACHED, Status.COMPUTED):
+                continue
             parts = runner.parts.get(ev.node)
-            if parts is not None and ev.status in (Status.CACHED, Status.COMPUTED):
-                self._used_deps[ev.node] = parts.get("deps", {})
+            if parts is None:  # a hit on a remembered key: its entry says what it was made of
+                key = runner.keys.get(ev.node)
+                entry = self.store.lookup(key) if key else None
+                parts = entry.parts if entry is not None else None
+            if parts is not None:
+                self._used_deps[ev.node] = (ev, parts.get("deps", {}))
         return outcome
 
     def run(
@@ -793,11 +800,17 @@ class Session:
             ev = self.node_events.get(name)
             if ev is None or name in self.dag.inputs:
                 continue
-            out.append(dataclasses.replace(
-                ev, status=Status.CACHED, duration=0.0, saved=ev.saved or ev.duration,
-                error=None, where=None, cache=CacheNote.STORED,
-                reason="nothing it depends on changed since it was last checked"))
+            out.append(self.reused_event(ev))
         return out
+
+    @staticmethod
+    def reused_event(ev: NodeEvent) -> NodeEvent:
+        """The hit :meth:`reused_events` shows for a node whose latest event is ``ev`` (the
+        panel keeps these per node across runs)."""
+        return dataclasses.replace(
+            ev, status=Status.CACHED, duration=0.0, saved=ev.saved or ev.duration,
+            error=None, where=None, cache=CacheNote.STORED,
+            reason="nothing it depends on changed since it was last checked")
 
     def status(self) -> pd.DataFrame:
         """Every node of the live DAG: the cell defining it and its state."""
@@ -910,7 +923,8 @@ class Session:
         cv, _ = runner._code_version(self.dag.nodes[name], name)
         if cv != ev.code_version:
             return True
-        used = self._used_deps.get(name)
+        rec = self._used_deps.get(name)
+        used = rec[1] if rec is not None and rec[0] is ev else None
         inputs = self.dag.inputs
         for d in deps:
             if d in inputs:

@@ -1173,3 +1173,26 @@ def test_status_marks_readers_of_a_rewritten_loaded_file_stale(nb, calls, tmp_pa
     (tmp_path / "data.csv").write_text("v\n1\n2\n4\n")
     st = _states(nb)
     assert st["a"] == "stale" and st["b"] == "stale"
+
+
+def test_input_change_stays_stale_after_clearing_another_nodes_entries(nb, calls):
+    nb.run("x = 1")
+    cell(nb, fn("a", "x", "x: int"), "A")
+    cell(nb, B, "B")
+    cell(nb, fn("c", "7"), "C")
+    nb.run("x = 2")
+    assert _states(nb)["a"] == "stale"
+    nb.line("cache clear c")  # nothing a or b depend on: they are as stale as before
+    st = _states(nb)
+    assert st["a"] == "stale" and st["b"] == "stale"
+    cell(nb, B, "B")
+    assert nb.value("b") == 20
+
+
+def test_input_change_is_stale_after_the_reader_was_served_on_a_remembered_key(nb, calls):
+    nb.run("x = 1")
+    cell(nb, fn("a", "x", "x: int"), "A")
+    cell(nb, fn("a", "x", "x: int"), "A")  # a hit on the key the memo kept: no key computed
+    assert nb.statuses()["a"] == "cached"
+    nb.run("x = 4")
+    assert _states(nb)["a"] == "stale"

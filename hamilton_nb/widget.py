@@ -472,9 +472,8 @@ class Panel(W.VBox):
         self._stale_rows: set[str] = set()  # rows whose status is "stale" (the summary counts)
         self._in_last: set[str] = set()  # nodes of self._run_events
         self._tally = Tally()  # the summary line of self._run_events
-        # (frontier, upstream names, their events then, reused events) of the last expansion
-        self._reused_memo: tuple[tuple[str, ...], list[str], list[Any],
-                                 dict[str, NodeEvent]] | None = None
+        # node -> (its event, the hit event a run reusing it showed) (see _reused_for)
+        self._reused_kept: dict[str, tuple[NodeEvent | None, NodeEvent | None]] = {}
         self._structure_changed = True  # the table's children must be rebuilt
         self._graph_pending = False  # the graph waits for the next flush
         # node -> (row, its text cells, its <tr>) as to_text/to_html last made them
@@ -543,22 +542,26 @@ class Panel(W.VBox):
         self._tally.add(ev)
 
     def _reused_for(self, frontier: tuple[str, ...]) -> dict[str, NodeEvent]:
-        """``session.reused_events(frontier)`` by node, the same objects as last time when
-        neither the frontier nor the events of the nodes upstream of it changed since (a cell
-        re-run reuses the same upstream again and again; making its hit events costs a
-        ``dataclasses.replace`` per upstream node). The DAG changing drops the memo."""
+        """``session.reused_events(frontier)`` by node, each node's the same object as last
+        time while its own event is (cells re-run reuse the same upstream again and again;
+        making its hit events costs a ``dataclasses.replace`` per upstream node, and a new
+        object would make its row look changed). The DAG changing drops what is kept."""
         s = self.session
-        memo = self._reused_memo
-        if memo is not None and memo[0] == frontier:
-            _, names, sources, reused = memo
-            events = s.node_events
-            if all(events.get(n) is e for n, e in zip(names, sources, strict=True)):
-                return reused
-        names = list(s.dag.upstream(frontier)) if frontier else []
-        sources = [s.node_events.get(n) for n in names]
-        reused = {e.node: e for e in s.reused_events(frontier)}
-        self._reused_memo = (frontier, names, sources, reused)
-        return reused
+        dag = s.dag
+        frontier = tuple(n for n in frontier if n in dag.nodes)
+        events, kept = s.node_events, self._reused_kept
+        out: dict[str, NodeEvent] = {}
+        # What Session.reused_events(frontier) makes, in its order, made again only for the
+        # nodes whose event changed since.
+        for n in dag.upstream(frontier) if frontier else ():
+            ev = events.get(n)
+            hit = kept.get(n)
+            if hit is None or hit[0] is not ev:
+                hit = kept[n] = (ev, None if ev is None or n in dag.inputs
+                                 else s.reused_event(ev))
+            if hit[1] is not None:
+                out[n] = hit[1]
+        return out
 
     def _sync_marks(self) -> set[str]:
         """Take the stale and cleared marks as they are now (none during a run: working
@@ -842,7 +845,7 @@ class Panel(W.VBox):
             self._write_final_state(graph)
         elif isinstance(ev, DagChanged) and not self._running:
             self._note_execution_count(ev.cell_id)
-            self._reused_memo = None
+            self._reused_kept = {}
             cell = self.session.dag.cells.get(ev.cell_id) if ev.cell_id else None
             if ev.cell_id is None:  # reset, restore, config, a cache clear: everything again
                 self.refresh()

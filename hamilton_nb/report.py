@@ -282,13 +282,15 @@ class FrontStateCache:
         # The panel's flush timer and the comm's throttle timer build states from their threads.
         self._lock = threading.Lock()
 
-    def state(self, session: Any, extras: bool = True) -> dict[str, Any]:
+    def state(self, session: Any, extras: bool = True,
+              stale: set[str] | frozenset[str] | None = None) -> dict[str, Any]:
         with self._lock:
-            return self._state(session, extras)
+            return self._state(session, extras, stale)
 
-    def _state(self, session: Any, extras: bool) -> dict[str, Any]:
+    def _state(self, session: Any, extras: bool,
+               stale: set[str] | frozenset[str] | None) -> dict[str, Any]:
         dag, events = session.dag, session.node_events
-        stale = session.stale_nodes()
+        stale = session.stale_nodes() if stale is None else stale
         reasons = stale_reasons(session, stale) if extras and stale else {}
         cleared = cleared_nodes(session) if extras else set()
         memo, keep = self._nodes.get(extras, {}), {}
@@ -351,14 +353,16 @@ def _node_state(name: str, key: tuple[Any, ...], extras: bool) -> dict[str, Any]
 _STATE_CACHES: weakref.WeakKeyDictionary[Any, FrontStateCache] = weakref.WeakKeyDictionary()
 
 
-def cached_front_state(session: Any, extras: bool = True) -> dict[str, Any]:
+def cached_front_state(session: Any, extras: bool = True,
+                       stale: set[str] | frozenset[str] | None = None) -> dict[str, Any]:
     """:func:`front_state` of ``session`` through its :class:`FrontStateCache` (one per
     session, shared by the panel and the comm). Its node and cell dicts are shared: copy one
-    before changing it."""
+    before changing it. ``stale``: the stale nodes, when the caller worked them out already
+    (a timer thread must not: working staleness out changes the session's bookkeeping)."""
     cache = _STATE_CACHES.get(session)
     if cache is None:
         cache = _STATE_CACHES.setdefault(session, FrontStateCache())
-    return cache.state(session, extras)
+    return cache.state(session, extras, stale)
 
 
 STALE_ROWS = 12  # a report lists this many stale nodes (the first, in DAG order), then counts

@@ -476,6 +476,7 @@ class Panel(W.VBox):
         self._reused_kept: dict[str, tuple[NodeEvent | None, NodeEvent | None]] = {}
         self._structure_changed = True  # the table's children must be rebuilt
         self._graph_pending = False  # the graph waits for the next flush
+        self._run_stale: frozenset[str] = frozenset()  # stale nodes as the run started
         # node -> (row, its text cells, its <tr>) as to_text/to_html last made them
         self._static: dict[str, tuple[Row, tuple[str, ...], str]] = {}
         self._shorts: dict[str, str] = {}  # node -> name as shown in the table
@@ -707,7 +708,10 @@ class Panel(W.VBox):
         """The DAG state (docs/protocol.md) with the statuses this panel shows."""
         rows = self.rows if rows is None else rows
         # The cached state shares its node dicts with the comm's: a changed one is a copy.
-        state = cached_front_state(self.session, extras=not self._running)
+        # During a run (drawn from the flush timer's thread too) it is the state as the run
+        # started: staleness was worked out then, on the kernel's thread.
+        state = cached_front_state(self.session, extras=not self._running,
+                                   stale=self._run_stale if self._running else None)
         nodes = []
         for n in state["nodes"]:
             row = rows.get(n["name"])
@@ -818,6 +822,7 @@ class Panel(W.VBox):
                 self._live = {n: "queued" for n in ev.nodes if not s.dag.nodes[n].user_defined}
                 dirty |= self._live.keys()
                 dirty |= self._sync_marks()  # the marks go while it runs
+                self._run_stale = frozenset(s.stale_nodes())
                 self._dirty |= dirty
                 # The plan shows as "queued" at the first flush, FLUSH_S after the start: a run
                 # served from the cache is over by then and sends its final rows only.

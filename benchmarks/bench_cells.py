@@ -124,8 +124,14 @@ class Notebook:
         s = self.session
         s.reset()
         self.ip.reset(new_session=False)
+        old = s.cache_dir
         cache = self.work.cache("cells")
         s.set_cache_dir(cache)
+        # The previous notebook's folder is garbage: left there, its files (GBs in the (4)
+        # rows) kept their page cache, and each later rep wrote into fresh memory that this VM
+        # makes ~10x slower to touch the first time (see bc.warm_memory) than memory just freed.
+        if old.parent == self.work.root:
+            bc.rmtree(old)
         self.ip.user_ns.update(np=np, pd=pd)
         gc.collect()
         return cache

@@ -974,10 +974,13 @@ RW_CELLS = {
                   for f in (1, 2)],
     "E": ["e", fn("e", "l + p * 1000 + d", "l: int, p: int, d: int"),
           fn("e", "l - p + d", "l: int, p: int, d: int")],
+    "Q": ["q"] + [fn("q__x", f"{f}", deco="@config.when(mode='x')")
+                  + fn("q__y", f"{f} + 10", deco="@config.when(mode='y')") for f in (1, 2)],
+    "F": ["f", fn("f", "q * 7 + e", "q: int, e: int"), fn("f", "q * 9 + e", "q: int, e: int")],
 }
 RW_SETUP = ("import os\nimport pandas as pd\nfrom hamilton.function_modifiers import "
-            "dataloader, parameterize, value\nx = 1\nK1 = 2\nK2 = 3\nM = 4\nCFG = {'k': 5}\n"
-            "PV = {'m': 1}\n")
+            "config, dataloader, parameterize, value\nx = 1\nK1 = 2\nK2 = 3\nM = 4\n"
+            "CFG = {'k': 5}\nPV = {'m': 1}\n")
 RW_HELPERS = ["def _h(v):\n    return v * M\n", "def _h(v):\n    return v + M\n"]
 
 
@@ -991,7 +994,9 @@ def _rw_expected(g: dict[str, int], variant: dict[str, int]) -> dict[str, int]:
     p = g["m"] * (3 if variant["P"] == 0 else 5)
     rows = sum(g["rows"]) * (1 if variant["L"] == 0 else 2)
     e = rows + p * 1000 + d if variant["E"] == 0 else rows - p + d
-    return {"a": a, "a2": a2, "b": b, "c": c, "d": d, "p": p, "l": rows, "e": e}
+    q = variant["Q"] + 1 + (10 if g["mode"] == "y" else 0)
+    f = q * (7 if variant["F"] == 0 else 9) + e
+    return {"a": a, "a2": a2, "b": b, "c": c, "d": d, "p": p, "l": rows, "e": e, "q": q, "f": f}
 
 
 @pytest.mark.parametrize("inputs", [False, True], ids=["globals", "and_inputs"])
@@ -1008,13 +1013,14 @@ def _random_walk(nb: Any, seed: int, inputs: bool, csv: Path,
 
     rng = random.Random(seed)
     actions = ["global", "global", "cfg", "helper", "edit", "edit", "status", "env", "clear",
-               "behind", "line", "pv", "file"] + ["input"] * inputs
+               "behind", "line", "pv", "file", "config"] + ["input"] * inputs
     g: dict[str, Any] = {"x": 1, "K1": 2, "K2": 3, "M": 4, "k": 5, "helper": 0, "E": 0, "m": 1,
-                         "rows": [1, 2]}
+                         "rows": [1, 2], "mode": "x"}
     csv.write_text("v\n1\n2\n")
     variant = {cid: 0 for cid in RW_CELLS}
     unseen_file = False  # the csv changed and no run has read it since
     nb.run(RW_SETUP + RW_HELPERS[0] + f"path = {str(csv)!r}\n")
+    nb.line("config dict(mode='x')")
     for cid, (_, *texts) in RW_CELLS.items():
         cell(nb, texts[0], cid)
     for step in range(40):
@@ -1037,6 +1043,9 @@ def _random_walk(nb: Any, seed: int, inputs: bool, csv: Path,
             cid = rng.choice(list(RW_CELLS))
             variant[cid] = rng.randint(0, 1)
             cell(nb, RW_CELLS[cid][1 + variant[cid]], cid)
+        elif action == "config":
+            g["mode"] = rng.choice("xy")
+            nb.line(f"config dict(mode={g['mode']!r})")
         elif action == "pv":
             g["m"] = rng.randint(1, 4)
             nb.run(f"PV['m'] = {g['m']}")
@@ -1077,7 +1086,7 @@ def _random_walk(nb: Any, seed: int, inputs: bool, csv: Path,
         # Status never calls an outdated value fresh: a node whose last value is not what the
         # formulas give now must be stale.
         for n, v in want.items():
-            if unseen_file and n in ("l", "e"):
+            if unseen_file and n in ("l", "e", "f"):
                 continue  # status does not read data loaders' files (xfail test below)
             ev = nb.session.node_events.get(n)
             if ev is not None and ev.data_version != fingerprint(v):

@@ -1013,7 +1013,7 @@ def _random_walk(nb: Any, seed: int, inputs: bool, csv: Path,
 
     rng = random.Random(seed)
     actions = ["global", "global", "cfg", "helper", "edit", "edit", "status", "env", "clear",
-               "behind", "line", "pv", "file", "config"] + ["input"] * inputs
+               "behind", "line", "pv", "file", "config", "runstale"] + ["input"] * inputs
     g: dict[str, Any] = {"x": 1, "K1": 2, "K2": 3, "M": 4, "k": 5, "helper": 0, "E": 0, "m": 1,
                          "rows": [1, 2], "mode": "x"}
     csv.write_text("v\n1\n2\n")
@@ -1043,6 +1043,15 @@ def _random_walk(nb: Any, seed: int, inputs: bool, csv: Path,
             cid = rng.choice(list(RW_CELLS))
             variant[cid] = rng.randint(0, 1)
             cell(nb, RW_CELLS[cid][1 + variant[cid]], cid)
+        elif action == "runstale":
+            nb.line("run -q --stale")
+            now = _rw_expected(g, variant)
+            skip = ("l", "e", "f") if unseen_file else ()
+            assert not nb.session.stale_nodes() - set(skip), f"seed {seed} step {step}"
+            for n, v in now.items():
+                ev = nb.session.node_events.get(n)
+                assert n in skip or ev is None or ev.data_version == fingerprint(v), \
+                    f"seed {seed} step {step}: `{n}` outdated after run --stale"
         elif action == "config":
             g["mode"] = rng.choice("xy")
             nb.line(f"config dict(mode={g['mode']!r})")

@@ -281,6 +281,12 @@ class CommBridge:
         try:
             finished = kind == "run_finished"
             running = bool(self.session.running) and not finished
+            if kind == "dag_changed" and not running and self.shell is not None \
+                    and in_cell_execution(self.shell):
+                # A cell registered (or removed) within a cell's execution: its run, if it
+                # has one, follows at once, and post_run_cell sends the state if it changed
+                # anyway; one state per cell, not a whole DAG's state per step of it.
+                return
             with self._lock:
                 if kind == "run_started":
                     # The window starts with the run: a run shorter than THROTTLE_S (a
@@ -316,6 +322,22 @@ class CommBridge:
                     self._broadcast(self._state_message())
         except Exception:
             log.exception("hamilton_nb: could not push state to the front-end")
+
+
+def in_cell_execution(shell: Any) -> bool:
+    """Whether ``shell`` (an IPython shell in a kernel) is executing a cell whose end runs
+    IPython's ``post_run_cell`` callbacks: an ``execute_request`` that is not silent. A comm
+    message (a widget button, the lab extension) or plain IPython is not."""
+    kernel = getattr(shell, "kernel", None)
+    try:
+        parent = kernel.get_parent() if kernel is not None else None
+    except Exception:  # an ipykernel without get_parent: nothing to go by
+        return False
+    if not parent:
+        return False
+    if (parent.get("header") or {}).get("msg_type") != "execute_request":
+        return False
+    return not (parent.get("content") or {}).get("silent", False)
 
 
 def _data(msg: Any) -> dict:

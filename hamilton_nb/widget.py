@@ -26,12 +26,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as W
 
+from .comm import in_cell_execution
 from .events import (
     CacheNote,
     DagChanged,
@@ -491,6 +492,13 @@ class Panel(W.VBox):
         self.filter.observe(lambda _c: self._render_table(), "value")
         self.sort.observe(lambda _c: self._render_table(), "value")
         self._unsubscribe = session.subscribe(self._on_event)
+        from IPython import get_ipython
+
+        self._shell = get_ipython()
+        if self._shell is not None and getattr(self._shell, "kernel", None) is None:
+            self._shell = None  # plain IPython: no front-end, nothing to wait for
+        if self._shell is not None:
+            self._shell.events.register("post_run_cell", self._post_run_cell)
         last = session.last_run_events()
         self._reused = {e.node: e for e in last if e.node in session.node_events
                         and session.node_events[e.node] is not e}
@@ -615,7 +623,7 @@ class Panel(W.VBox):
                     self._stale_rows.discard(name)
         return changed
 
-    def _refresh_some(self, names: set[str]) -> None:
+    def _refresh_some(self, names: set[str], graph: bool = True) -> None:
         """After a cell was registered or removed: the rows of its nodes, the rows whose stale
         or cleared mark changed, and the table's rows if nodes came or went."""
         s = self.session
@@ -631,7 +639,7 @@ class Panel(W.VBox):
             changed = {n for n in dirty if n in self.rows}
         else:
             changed = self._update_rows(dirty)
-        self._render(changed)
+        self._render(changed, graph=graph)
 
     def _row(self, name: str) -> Row:
         s = self.session
@@ -671,7 +679,8 @@ class Panel(W.VBox):
         self._compute_rows()
         self._render()
 
-    def _render(self, changed: set[str] | None = None) -> dict[str, Any]:
+    def _render(self, changed: set[str] | None = None,
+                graph: bool = True) -> dict[str, Any] | None:
         """Send what changed to the browser: the summary, the rows of ``changed`` (None: all),
         the table's list of rows when nodes came or went (or a filter or sort is on: then
         which rows show depends on their content), the graph when its content changed
@@ -682,7 +691,7 @@ class Panel(W.VBox):
             self._render_table()
         else:
             self._show_rows(changed)
-        return self._render_graph()
+        return self._render_graph() if graph else None
 
     def _render_graph(self) -> dict[str, Any]:
         self._graph_pending = False
@@ -852,10 +861,22 @@ class Panel(W.VBox):
             self._note_execution_count(ev.cell_id)
             self._reused_kept = {}
             cell = self.session.dag.cells.get(ev.cell_id) if ev.cell_id else None
+            # Within a cell's execution the graph waits for the cell's run or its end
+            # (_post_run_cell): a registration followed by a run would send the whole DAG's
+            # drawing twice. The rows (what changed) go at once.
+            graph = self._shell is None or not in_cell_execution(self._shell)
             if ev.cell_id is None:  # reset, restore, config, a cache clear: everything again
-                self.refresh()
+                self._compute_rows()
+                self._render(graph=graph)
             else:
-                self._refresh_some({*ev.added, *ev.removed, *(cell.nodes if cell else ())})
+                self._refresh_some({*ev.added, *ev.removed, *(cell.nodes if cell else ())},
+                                   graph=graph)
+            self._graph_pending = not graph
+
+    def _post_run_cell(self, result: Any = None) -> None:
+        """The end of a cell's execution: the graph a registration left waiting is drawn."""
+        if self._graph_pending and not self._running and not self.closed:
+            self._render_graph()
 
     def _note_execution_count(self, cell_id: str | None) -> None:
         """Remember the prompt number ``[n]`` of the cell being registered, when the front-end
@@ -1077,6 +1098,9 @@ class Panel(W.VBox):
         self.closed = True
         self._cancel_timer()
         self._unsubscribe()
+        if self._shell is not None:
+            with suppress(ValueError):  # already gone (a shell reset drops callbacks)
+                self._shell.events.unregister("post_run_cell", self._post_run_cell)
         for view in self._views.values():
             view.close()
         self._views.clear()

@@ -289,6 +289,17 @@ def test_comm_bridge_sends_only_the_final_state_of_a_short_run(kernel: KernelDri
     assert {n["name"]: n["status"] for n in pushed[0]["state"]["nodes"]}["doubled"] == "cached"
     kernel.execute("assert _hnb_test_session.dag_state()['run_id'] == "
                    f"{pushed[0]['state']['run_id']}")
+    # A cell that edits a registered cell and runs it (what a %%hamilton cell does): one state
+    # again, the one after the run, not also one for the registration.
+    seen = len(kernel.iopub)
+    kernel.execute("_hnb_test_session.register_cell("
+                   "'def doubled(raw: int) -> int:\\n    return raw * 3\\n', 'cell-b')\n"
+                   "_hnb_test_session.run(['doubled'])")
+    time.sleep(0.5)
+    pushed = [m["content"]["data"] for m in kernel.iopub[seen:] + kernel.drain(0.5)
+              if m["msg_type"] == "comm_msg" and m["content"].get("comm_id") == comm_id]
+    assert [m["state"]["running"] for m in pushed] == [False]
+    assert {n["name"]: n["status"] for n in pushed[0]["state"]["nodes"]}["doubled"] == "computed"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -196,6 +196,37 @@ def _file_checksum(path: Path, key: bytes | None = None) -> str:
     return h.hexdigest()
 
 
+_PREALLOCATE_BYTES = 2**20
+_fallocate: Any = None  # libc's fallocate, looked up at the first big write (False: none)
+
+
+def _preallocate(fh: Any, nbytes: int) -> None:
+    """Reserve the disk blocks of the ``nbytes`` about to be written at ``fh``'s position, as
+    ``np.save`` does (Linux ``fallocate`` with FALLOC_FL_KEEP_SIZE: the size does not change).
+    Writing 1 GiB into a file whose blocks ext4 must allocate as it goes took ~50 ms longer.
+    Best effort: where it is missing or fails, the write itself says what is wrong."""
+    global _fallocate
+    if nbytes < _PREALLOCATE_BYTES:
+        return
+    if _fallocate is None:
+        try:
+            import ctypes
+
+            f = ctypes.CDLL(None, use_errno=True).fallocate
+            f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+            f.restype = ctypes.c_int
+            _fallocate = f
+        except (AttributeError, OSError):  # not Linux/glibc: nothing to reserve with
+            _fallocate = False
+    if _fallocate is False:
+        return
+    try:
+        fd, pos = fh.fileno(), fh.tell()
+    except (AttributeError, OSError, ValueError):  # not a real file (io.UnsupportedOperation)
+        return
+    _fallocate(fd, 1, pos, nbytes)  # 1: FALLOC_FL_KEEP_SIZE; an error is left to the write
+
+
 def _joblib_dump(value: Any, fh: Any) -> None:
     """``joblib.dump(value, fh)``: the same file, byte for byte (tests/test_store_contract), but
     the data of a contiguous numpy array — a DataFrame's blocks too — is written straight from
@@ -220,7 +251,9 @@ def _joblib_dump(value: Any, fh: Any) -> None:
             # joblib's own padding (alignment for memory-mapping): write_array of an empty
             # array of the same dtype writes the padding and no data
             wrapper.write_array(flat.reshape(-1)[:0], self)
-            self.file_handle.write(memoryview(flat.reshape(-1).view(np.uint8)))
+            data = memoryview(flat.reshape(-1).view(np.uint8))
+            _preallocate(self.file_handle, data.nbytes)
+            self.file_handle.write(data)
             return None
 
     Pickler(fh).dump(value)
@@ -243,6 +276,9 @@ class _HashingFile:
 
     def tell(self) -> int:  # joblib aligns array data for memory-mapping
         return self._fh.tell()
+
+    def fileno(self) -> int:  # to reserve the blocks of array data (_preallocate)
+        return self._fh.fileno()
 
     def flush(self) -> None:
         self._fh.flush()

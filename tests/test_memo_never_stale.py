@@ -1004,7 +1004,10 @@ def _rw_expected(g: dict[str, int], variant: dict[str, int]) -> dict[str, int]:
 def test_random_edits_and_reruns_never_return_a_stale_value(nb, calls, seed, inputs,
                                                             monkeypatch, tmp_path):
     monkeypatch.setenv("HNB_RW", "0")
-    _random_walk(nb, seed, inputs, tmp_path / "rw.csv")
+    try:
+        _random_walk(nb, seed, inputs, tmp_path / "rw.csv")
+    finally:
+        nb.line("config executor=local")
 
 
 def _random_walk(nb: Any, seed: int, inputs: bool, csv: Path,
@@ -1013,7 +1016,7 @@ def _random_walk(nb: Any, seed: int, inputs: bool, csv: Path,
 
     rng = random.Random(seed)
     actions = ["global", "global", "cfg", "helper", "edit", "edit", "status", "env", "clear",
-               "behind", "line", "pv", "file", "config", "runstale"] + ["input"] * inputs
+               "behind", "line", "pv", "file", "config", "runstale", "engine"] + ["input"] * inputs
     g: dict[str, Any] = {"x": 1, "K1": 2, "K2": 3, "M": 4, "k": 5, "helper": 0, "E": 0, "m": 1,
                          "rows": [1, 2], "mode": "x"}
     csv.write_text("v\n1\n2\n")
@@ -1052,6 +1055,8 @@ def _random_walk(nb: Any, seed: int, inputs: bool, csv: Path,
                 ev = nb.session.node_events.get(n)
                 assert n in skip or ev is None or ev.data_version == fingerprint(v), \
                     f"seed {seed} step {step}: `{n}` outdated after run --stale"
+        elif action == "engine":  # misses run in threads: nothing is remembered there
+            nb.line(f"config executor={rng.choice(['local', 'threads'])}")
         elif action == "config":
             g["mode"] = rng.choice("xy")
             nb.line(f"config dict(mode={g['mode']!r})")

@@ -231,10 +231,12 @@ def cleared_nodes(session: Any) -> set[str]:
     if not session.settings.enabled:
         return set()
     out = set()
+    latest, nodes = session.store.latest, session.dag.nodes  # (looked up once: every run)
+    cached, computed, stored = Status.CACHED, Status.COMPUTED, CacheNote.STORED
     for name, ev in session.node_events.items():
-        kept = ev.status is Status.CACHED or (
-            ev.status is Status.COMPUTED and ev.cache is CacheNote.STORED)
-        if kept and name in session.dag.nodes and session.store.latest(name) is None:
+        status = ev.status
+        kept = status is cached or (status is computed and ev.cache is stored)
+        if kept and name in nodes and latest(name) is None:
             out.add(name)
     return out
 
@@ -295,15 +297,15 @@ class FrontStateCache:
         cleared = cleared_nodes(session) if extras else set()
         memo, keep = self._nodes.get(extras, {}), {}
         nodes = []
-        dag_nodes, deps, node_cell, dag_cells = dag.nodes, dag.deps, dag.node_cell, dag.cells
+        deps, node_cell, dag_cells, inputs = dag.deps, dag.node_cell, dag.cells, dag.inputs
+        fids = {cid: c.frontend_id for cid, c in dag_cells.items()}
+        events_get, fids_get, reasons_get, memo_get = (
+            events.get, fids.get, reasons.get, memo.get)
         for name in dag.order:
-            ev = events.get(name)
-            cid = node_cell.get(name)
-            cell = dag_cells.get(cid) if cid else None
             # The event goes in the key as itself: the same object compares by identity first.
-            key = (ev, name in stale, reasons.get(name), name in cleared,
-                   cell.frontend_id if cell else None, dag_nodes[name].user_defined, deps[name])
-            hit = memo.get(name)
+            key = (events_get(name), name in stale, reasons_get(name), name in cleared,
+                   fids_get(node_cell.get(name)), name in inputs, deps[name])
+            hit = memo_get(name)
             d = hit[1] if hit is not None and hit[0] == key else _node_state(name, key, extras)
             keep[name] = (key, d)
             nodes.append(d)

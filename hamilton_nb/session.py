@@ -372,6 +372,9 @@ class Session:
         self.dag.clear()
         self.node_events.clear()
         self._last = None
+        # Explicit inputs of an earlier run are history too: `run --stale` after a reset must
+        # not feed them to the new cells' nodes.
+        self.last_inputs = {}
         self._emit(DagChanged(None))
 
     # -- running -------------------------------------------------------------------------------

@@ -1219,3 +1219,15 @@ def test_input_change_is_stale_after_the_reader_was_served_on_a_remembered_key(n
     assert nb.statuses()["a"] == "cached"
     nb.run("x = 4")
     assert _states(nb)["a"] == "stale"
+
+
+def test_run_stale_after_reset_does_not_reuse_explicit_inputs_of_before(nb, calls):
+    nb.run("x = 1")
+    cell(nb, fn("a", "x", "x: int"), "A")
+    nb.cell(fn("a", "x", "x: int"), line="-q --inputs dict(x=7)", cell_id="A")
+    assert nb.value("a") == 7
+    nb.line("reset")
+    cell(nb, fn("a", "x * 10", "x: int"), "A2")
+    nb.run("x = 2")
+    nb.line("run -q --stale")
+    assert nb.value("a") == 20

@@ -202,3 +202,24 @@ def test_kernel_restart_gets_every_value_back_from_the_cache(kernel):
     assert kernel.calls() == []
     assert set(kernel.statuses().values()) == {"cached"}
     assert kernel.json("model") == 60
+
+
+GRAPH = ("{n['name']: n['status'] for n in hamilton_nb.widget.panel_for(hamilton_nb.session())"
+         ".graph.outputs[0]['data']['application/vnd.hamilton-nb.run+json']['state']['nodes']}")
+
+
+def test_kernel_panel_graph_is_sent_once_per_cell_and_shows_its_end(kernel):
+    """A %%hamilton cell registers, then runs: the panel's graph (the whole DAG, the largest
+    thing the panel sends) goes to the front-end once, with the state after the run; a cell
+    that only registers gets its graph when it ends."""
+    _notebook(kernel)
+    kernel.ok("import hamilton_nb.widget\n_sends = []\n"
+              "hamilton_nb.widget.panel_for(hamilton_nb.session()).graph.observe("
+              "lambda c: _sends.append(c['new']), 'outputs')")
+    kernel.ok(FEATURES.format(factor=100), "cell-features")  # edited: registered, then run
+    assert kernel.json("len(_sends)") == 1
+    assert kernel.json(GRAPH) == {"raw": "cached", "clean": "cached", "features": "computed",
+                                  "model": "computed"}
+    kernel.ok("%%hamilton -r\ndef extra(model: int) -> int:\n    return model\n", "cell-extra")
+    assert kernel.json("len(_sends)") == 2
+    assert kernel.json(GRAPH)["extra"] == "never_run"

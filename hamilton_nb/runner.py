@@ -397,6 +397,14 @@ class Runner:
         self.store.flush()
         if self.memo is not None and not inputs and not overrides:
             self._remember_keys(order, remembered, is_input)
+        elif self.memo is not None:
+            # A run given inputs or overrides made these nodes' latest events stand for other
+            # values than their remembered keys: a later run must visit them (and say what it
+            # used) rather than reuse them unseen under an event that is not theirs.
+            keys = self.memo.keys
+            self.memo.forget_keys([ev.node for ev in self.events if ev.node in keys
+                                   and keys[ev.node][1] != ev.data_version],
+                                  self.dag.dependants)
         self.emit(
             RunFinished(run_id, tuple(outputs), ok=not self.errors and not interrupted,
                         interrupted=interrupted, duration=time.perf_counter() - t_run)

@@ -1016,12 +1016,14 @@ def _random_walk(nb: Any, seed: int, inputs: bool, csv: Path,
 
     rng = random.Random(seed)
     actions = ["global", "global", "cfg", "helper", "edit", "edit", "status", "env", "clear",
-               "behind", "line", "pv", "file", "config", "runstale", "engine"] + ["input"] * inputs
+               "behind", "line", "pv", "file", "config", "runstale", "engine"] + \
+        ["input", "explicit"] * inputs
     g: dict[str, Any] = {"x": 1, "K1": 2, "K2": 3, "M": 4, "k": 5, "helper": 0, "E": 0, "m": 1,
                          "rows": [1, 2], "mode": "x"}
     csv.write_text("v\n1\n2\n")
     variant = {cid: 0 for cid in RW_CELLS}
     unseen_file = False  # the csv changed and no run has read it since
+    explicit = False  # a run was given --inputs
     nb.run(RW_SETUP + RW_HELPERS[0] + f"path = {str(csv)!r}\n")
     nb.line("config dict(mode='x')")
     for cid, (_, *texts) in RW_CELLS.items():
@@ -1046,6 +1048,16 @@ def _random_walk(nb: Any, seed: int, inputs: bool, csv: Path,
             cid = rng.choice(list(RW_CELLS))
             variant[cid] = rng.randint(0, 1)
             cell(nb, RW_CELLS[cid][1 + variant[cid]], cid)
+        elif action == "explicit":  # a cell run with --inputs: its value is the given x's
+            cid = rng.choice(["A", "B", "C", "D"])
+            node, *texts = RW_CELLS[cid]
+            given = rng.randint(5, 8)
+            nb.cell(texts[variant[cid]], line=f"-q --inputs dict(x={given})", cell_id=cid)
+            assert nb.value(node) == _rw_expected({**g, "x": given}, variant)[node], \
+                f"seed {seed} step {step}: `{node}` with x={given}"
+            explicit = True
+        elif action == "runstale" and explicit:
+            pass  # run --stale feeds the last explicit inputs: not the notebook's state
         elif action == "runstale":
             nb.line("run -q --stale")
             now = _rw_expected(g, variant)
@@ -1231,3 +1243,17 @@ def test_run_stale_after_reset_does_not_reuse_explicit_inputs_of_before(nb, call
     nb.run("x = 2")
     nb.line("run -q --stale")
     assert nb.value("a") == 20
+
+
+def test_plain_rerun_after_an_explicit_inputs_run_upstream_is_not_stale(nb, calls):
+    nb.run("x = 1")
+    cell(nb, fn("a", "x", "x: int"), "A")
+    cell(nb, B, "B")
+    nb.cell(fn("a", "x", "x: int"), line="-q --inputs dict(x=7)", cell_id="A")
+    assert nb.value("a") == 7
+    cell(nb, B, "B")  # the notebook's x again: a is served for x = 1, and says so
+    assert nb.value("b") == 10
+    st = _states(nb)
+    assert st["a"] != "stale" and st["b"] != "stale"
+    a_event = nb.session.node_events["a"]
+    assert a_event.data_version == fingerprint(1)

@@ -6,6 +6,10 @@ remembered node. Each test here remembers an upstream node, changes something th
 on *outside* the cell being re-run, then re-runs only a downstream cell: the upstream node must
 compute again and the value bound in the notebook must be the new one. Calls are counted with
 ``hnb_calls.log`` (conftest.py), which takes no part in keys.
+
+Status is held to the same rule: a node whose value is not what its code and upstream give now
+must be shown stale. The random walks at the end mix every kind of edit with re-runs of single
+cells and check both, at every step, against plain-Python formulas of the notebook's state.
 """
 
 from __future__ import annotations
@@ -1257,3 +1261,26 @@ def test_plain_rerun_after_an_explicit_inputs_run_upstream_is_not_stale(nb, call
     assert st["a"] != "stale" and st["b"] != "stale"
     a_event = nb.session.node_events["a"]
     assert a_event.data_version == fingerprint(1)
+
+
+def test_same_text_cell_with_string_annotations_and_a_redefined_class_is_not_reused(nb, calls):
+    nb.run("class Box:\n    pass\n")
+    body = ("from __future__ import annotations\n\n"
+            + fn("a", "Box()", ret="Box") + fn("n", "1", "a: Box"))
+    cell(nb, body, "A")
+    nb.run("class Box:\n    pass\n")
+    cell(nb, body, "A")
+    assert nb.session._cell("A").reused is False
+    assert type(nb.value("a")) is nb.ns["Box"]
+
+
+def test_same_text_cell_reused_then_helper_it_calls_redefined_recomputes(nb, calls):
+    nb.run("def _helper():\n    return 1\n")
+    body = fn("a", "_helper()")
+    cell(nb, body, "A")
+    cell(nb, body, "A")
+    assert nb.session._cell("A").reused is True
+    nb.run("def _helper():\n    return 2\n")
+    calls.clear()
+    cell(nb, body, "A")
+    assert nb.value("a") == 2 and calls == ["a"]

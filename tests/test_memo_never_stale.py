@@ -1284,3 +1284,29 @@ def test_same_text_cell_reused_then_helper_it_calls_redefined_recomputes(nb, cal
     calls.clear()
     cell(nb, body, "A")
     assert nb.value("a") == 2 and calls == ["a"]
+
+
+SUBDAG_A = ("@subdag(inner, inputs={'v': source('z')})\ndef a(inner: int) -> int:\n"
+            "    hnb_calls.log.append('a')\n    return inner + 1\n")
+
+
+def test_subdag_function_reading_a_changed_global_recomputes_when_only_downstream_reruns(
+        nb, calls):
+    nb.run("from hamilton.function_modifiers import subdag, source\nS = 2\nz = 3\n"
+           "def inner(v: int) -> int:\n    return v * S\n")
+    cell(nb, SUBDAG_A, "A")
+    cell(nb, B, "B")
+    assert nb.value("b") == 70
+    calls.clear()
+    cell(nb, B, "B")
+    assert calls == [] and set(nb.statuses().values()) == {"cached"}
+    nb.run("S = 5")
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 160 and st["a"] == "computed"
+    nb.run("def inner(v: int) -> int:\n    return v * S * 100\n")
+    cell(nb, B, "B")  # a keeps the function its decorator was given, as a module would
+    assert nb.value("b") == 160
+    cell(nb, SUBDAG_A, "A")  # re-run: the decorator takes the new function
+    assert nb.session._cell("A").reused is False
+    st = recomputed(nb, calls)
+    assert nb.value("b") == 15010 and st["b"] == "computed"

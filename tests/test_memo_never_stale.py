@@ -1310,3 +1310,38 @@ def test_subdag_function_reading_a_changed_global_recomputes_when_only_downstrea
     assert nb.session._cell("A").reused is False
     st = recomputed(nb, calls)
     assert nb.value("b") == 15010 and st["b"] == "computed"
+
+
+def test_checkpoint_restore_then_downstream_rerun_uses_the_notebooks_globals(nb, calls):
+    nb.run("K = 1")
+    cell(nb, fn("a", "K"), "A")
+    cell(nb, B, "B")
+    nb.line("checkpoint save memo_first")
+    nb.run("K = 2")
+    cell(nb, B, "B")
+    assert nb.value("b") == 20
+    nb.line("checkpoint restore memo_first")
+    # Either the values of the notebook as it is (K = 2), or the checkpoint's shown stale.
+    st = _states(nb)
+    assert nb.value("b") == 20 or (st["a"] == "stale" and st["b"] == "stale")
+    cell(nb, B, "B")
+    assert nb.value("b") == 20
+    assert "stale" not in _states(nb).values()
+
+
+def test_checkpoint_restore_of_other_code_then_global_change_recomputes(nb, calls):
+    nb.run("K = 1")
+    cell(nb, fn("a", "K"), "A")
+    cell(nb, B, "B")
+    nb.line("checkpoint save memo_code")
+    cell(nb, fn("a", "K * 3"), "A")
+    cell(nb, B, "B")
+    assert nb.value("b") == 30
+    nb.line("checkpoint restore memo_code")
+    assert nb.value("b") == 10
+    nb.run("K = 5")
+    calls.clear()
+    cell(nb, B, "B")
+    assert nb.value("b") == 50
+    assert Counter(calls) == Counter(["a", "b"])
+    assert "stale" not in _states(nb).values()

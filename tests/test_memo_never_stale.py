@@ -1345,3 +1345,19 @@ def test_checkpoint_restore_of_other_code_then_global_change_recomputes(nb, call
     assert nb.value("b") == 50
     assert Counter(calls) == Counter(["a", "b"])
     assert "stale" not in _states(nb).values()
+
+
+def test_class_attribute_mutated_recomputes_when_only_downstream_reruns(nb, calls):
+    _upstream_global_scenario(nb, calls, "class Cfg:\n    k = 1\n", "Cfg.k", "Cfg.k = 4",
+                              10, 40)
+
+
+def test_function_attribute_mutated_recomputes_when_only_downstream_reruns(nb, calls):
+    _upstream_global_scenario(nb, calls, "def _f():\n    pass\n_f.k = 1\n", "_f.k", "_f.k = 6",
+                              10, 60)
+
+
+def test_functools_partial_rebound_recomputes_when_only_downstream_reruns(nb, calls):
+    _upstream_global_scenario(nb, calls, "import functools, operator\n"
+                              "_g = functools.partial(operator.mul, 2)\n", "_g(1)",
+                              "_g = functools.partial(operator.mul, 3)", 20, 30)

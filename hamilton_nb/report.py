@@ -194,8 +194,10 @@ def stale_reasons(session: Any, stale: set[str] | None = None,
     stale = session.stale_nodes() if stale is None else stale
     if not stale:
         return {}
+    # During a run (a front-end's timer thread asks) the memo is the run's: read-only here.
     runner = Runner(session.dag, session.store, lambda e: None, session.settings,
-                    session._static, session._config_keys, memo=session.memo,
+                    session._static, session._config_keys,
+                    memo=None if session.busy_elsewhere() else session.memo,
                     namespace=session.namespace)
     runner.versioner = CodeVersioner(session._static)
     reasons: dict[str, str] = {}
@@ -233,7 +235,8 @@ def cleared_nodes(session: Any) -> set[str]:
     out = set()
     latest, nodes = session.store.latest, session.dag.nodes  # (looked up once: every run)
     cached, computed, stored = Status.CACHED, Status.COMPUTED, CacheNote.STORED
-    for name, ev in session.node_events.items():
+    # A copy made in one step: a front-end's timer thread calls this while a run adds events.
+    for name, ev in dict(session.node_events).items():
         status = ev.status
         kept = status is cached or (status is computed and ev.cache is stored)
         if kept and name in nodes and latest(name) is None:

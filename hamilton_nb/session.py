@@ -115,6 +115,7 @@ class Session:
         self._used_deps: dict[str, tuple[NodeEvent, Mapping[str, Any]]] = {}
         self.node_events: dict[str, NodeEvent] = {}  # latest event of every node
         self.running = False
+        self._run_thread: int | None = None  # the thread of the run under way
         # name -> (id() of the object we bound, its data version): names hamilton_nb bound
         self._bound: dict[str, tuple[int, str | None]] = {}
         self.on_change = "flag"  # what a run that changes a node does to stale bound names
@@ -449,6 +450,7 @@ class Session:
                         self._config_keys, engine=self.engine, memo=self.memo,
                         namespace=self.namespace)
         self.running = True
+        self._run_thread = threading.get_ident()
         try:
             outcome = runner.run(self._run_counter, outputs, inputs or {}, overrides or {},
                                  self.namespace)
@@ -844,10 +846,19 @@ class Session:
             return set()
         if self._stale_memo is not None:
             return set(self._stale_memo)
+        if self.busy_elsewhere():
+            # Asked from another thread during a run (the lab comm's progress timer): the
+            # staleness known before it. Working it out changes the session's memo and
+            # bookkeeping, which the run is using; it is worked out again when the run ends.
+            return set(self._stale_set or ())
         stale = self._stale_nodes()
         if self._request:  # the report, the stale line, the panel and the lab ask in turn
             self._stale_memo = frozenset(stale)
         return stale
+
+    def busy_elsewhere(self) -> bool:
+        """A run is under way on another thread than the caller's (a front-end's timer)."""
+        return self.running and threading.get_ident() != self._run_thread
 
     def sync_memo(self) -> set[str]:
         """Drop remembered code versions and keys whose globals, imports, environment

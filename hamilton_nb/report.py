@@ -252,6 +252,7 @@ def front_state(session: Any) -> dict[str, Any]:
     stale = {n["name"] for n in state["nodes"] if n["status"] == "stale"}
     reasons = stale_reasons(session, stale)
     cleared = cleared_nodes(session)
+    events = session.shown_events()
     for n in state["nodes"]:
         name = n["name"]
         if name in reasons:
@@ -259,7 +260,7 @@ def front_state(session: Any) -> dict[str, Any]:
         elif name in cleared and n["status"] in ("cached", "computed"):
             n["status"] = "cleared"
             n["reason"] = "its cache entry was cleared: the next run recomputes it"
-        ev = session.node_events.get(name)
+        ev = events.get(name)
         where = getattr(ev, "where", None) or getattr(ev, "engine", None)
         if where:
             n["where"] = str(where)
@@ -294,7 +295,7 @@ class FrontStateCache:
 
     def _state(self, session: Any, extras: bool,
                stale: set[str] | frozenset[str] | None) -> dict[str, Any]:
-        dag, events = session.dag, session.node_events
+        dag, events = session.dag, session.shown_events()
         stale = session.stale_nodes() if stale is None else stale
         reasons = stale_reasons(session, stale) if extras and stale else {}
         cleared = cleared_nodes(session) if extras else set()

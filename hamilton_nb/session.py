@@ -20,7 +20,7 @@ import pandas as pd
 
 from .checkpoint import Checkpoints
 from .errors import SessionError
-from .events import CacheNote, DagChanged, Event, NodeEvent, RunFinished, Status
+from .events import CacheNote, DagChanged, Event, NodeEvent, RunFinished, RunStarted, Status
 from .export import export_module
 from .graph import CellDef, CellError, LiveDag, prepare_cell
 from .memo import KeyMemo
@@ -116,6 +116,8 @@ class Session:
         self.node_events: dict[str, NodeEvent] = {}  # latest event of every node
         self.running = False
         self._run_thread: int | None = None  # the thread of the run under way
+        self._hits: dict[str, tuple[NodeEvent, NodeEvent]] = {}  # reused_events' hit per event
+        self._shown_reused: tuple[str, ...] = ()  # the reused frontier of the latest run
         # name -> (id() of the object we bound, its data version): names hamilton_nb bound
         self._bound: dict[str, tuple[int, str | None]] = {}
         self.on_change = "flag"  # what a run that changes a node does to stale bound names
@@ -262,10 +264,13 @@ class Session:
 
     def _emit(self, event: Event) -> None:
         self._stale_memo = None  # the DAG, a run or an entry changed: staleness may have too
+        if isinstance(event, RunStarted):
+            self._shown_reused = event.reused  # as the run's own end state shows it already
         if isinstance(event, DagChanged):
             if event.cell_id is None:
                 self.memo.clear()  # config, reset, restore, cleared entries: nothing is kept
                 self._stale_set = None
+                self._shown_reused = ()
             else:
                 names = [*event.added, *event.removed]
                 self._stale_seeds.update(names)
@@ -801,12 +806,24 @@ class Session:
         if not frontier:
             return []
         out = []
+        hits = self._hits
         for name in self.dag.upstream(frontier):
             ev = self.node_events.get(name)
             if ev is None or name in self.dag.inputs:
                 continue
-            out.append(self.reused_event(ev))
+            kept = hits.get(name)
+            if kept is None or kept[0] is not ev:  # made once per event: states compare equal
+                kept = hits[name] = (ev, self.reused_event(ev))
+            out.append(kept[1])
         return out
+
+    def shown_events(self) -> Mapping[str, NodeEvent]:
+        """Each node's latest event as the front-ends show it: the nodes the last run reused
+        without looking at them count as hits of that run (see :meth:`reused_events`)."""
+        if not self._shown_reused:
+            return self.node_events
+        return {**self.node_events,
+                **{e.node: e for e in self.reused_events(self._shown_reused)}}
 
     @staticmethod
     def reused_event(ev: NodeEvent) -> NodeEvent:
@@ -1089,9 +1106,10 @@ class Session:
         """JSON-serializable state for the JupyterLab extension (docs/protocol.md)."""
         stale = self.stale_nodes()
         nodes = []
+        events = self.shown_events()
         for name in self.dag.order:
             n = self.dag.nodes[name]
-            ev = self.node_events.get(name)
+            ev = events.get(name)
             if name in stale:
                 status = "stale"
             elif ev is not None:

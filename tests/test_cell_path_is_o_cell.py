@@ -146,3 +146,14 @@ def test_the_last_state_record_says_what_a_whole_rebuild_says(chain: Any) -> Non
 
     assert without_times(saved) == without_times(whole)
     assert [c["cell_id"] for c in saved["cells"]][-1] == "extra"
+
+
+def test_front_ends_show_the_upstream_a_run_reused_as_hits_of_that_run(chain: Any) -> None:
+    from hamilton_nb.report import front_state
+
+    chain.cell(chain_cell(15), cell_id="cell-15")
+    for state in (chain.session.dag_state(), front_state(chain.session)):
+        st = {n["name"]: n for n in state["nodes"]}
+        assert st["a_0"]["status"] == "cached" and st["c_15"]["status"] == "cached"
+        assert "nothing it depends on changed" in st["c_14"]["reason"]
+        assert st["a_16"]["status"] == "computed"  # not part of that run: as it last ran

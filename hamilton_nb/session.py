@@ -107,6 +107,7 @@ class Session:
         self._stale_set: set[str] | None = None
         self._stale_seeds: set[str] = set()  # nodes whose own verdict may have changed
         self._stale_ran: set[str] = set()  # nodes with a new event (their dependants may too)
+        self._stale_same: set[str] = set()  # nodes served again with the same value
         # External inputs' versions as the last sync saw them (large ones are not watched).
         self._inputs_now: dict[str, str | None] = {}
         # The dependency versions each node's latest value was made from (its key's parts),
@@ -282,9 +283,10 @@ class Session:
                     and prev.status in (Status.CACHED, Status.COMPUTED)
                     and prev.data_version == event.data_version
                     and prev.code_version == event.code_version):
-                # The same value again: only its own verdict can change (it is checked again),
-                # not its dependants' (they compare against this very data version).
-                self._stale_seeds.add(event.node)
+                # The same value again: its dependants' verdicts cannot change (they compare
+                # against this very data version), and its own only if it was stale (a newer
+                # event can only make "an upstream changed since" untrue).
+                self._stale_same.add(event.node)
             else:
                 self._stale_ran.add(event.node)
         for cb in list(self._listeners):
@@ -908,9 +910,12 @@ class Session:
                         self._config_keys, memo=self.memo, namespace=self.namespace)
         runner.versioner = CodeVersioner(self._static)
         stale = self._stale_set
+        same = self._stale_same
         seeds = self._stale_seeds | self._stale_ran | dropped
+        if stale is not None:
+            seeds |= same & stale
         ran = self._stale_ran
-        self._stale_seeds, self._stale_ran = set(), set()
+        self._stale_seeds, self._stale_ran, self._stale_same = set(), set(), set()
         if stale is None:
             stale = set()
             for name in self.dag.order:

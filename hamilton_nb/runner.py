@@ -35,7 +35,7 @@ from hamilton import htypes
 from hamilton import version as h_version
 from hamilton.execution.graph_functions import execute_subdag
 from hamilton.lifecycle.base import BaseDoNodeExecute, LifecycleAdapterSet
-from hamilton.node import Node, NodeType
+from hamilton.node import Node
 
 from .events import CacheNote, Event, NodeEvent, NodeStarted, RunFinished, RunStarted, Status
 from .graph import LiveDag
@@ -281,6 +281,7 @@ class Runner:
         hits: dict[str, Entry] = {}
         blocked: set[str] = set()
         deferred: set[str] = set()
+        expands = self.dag.expands
         for name in order:
             n = graph_nodes[name]
             if name in remembered:
@@ -295,7 +296,7 @@ class Runner:
                 deferred.add(name)
                 continue
             # A Parallelizable is keyed per item once its items exist (engines.py).
-            if n.node_role == NodeType.EXPAND or any(d in blocked for d in deps[name]):
+            if name in expands or (blocked and not blocked.isdisjoint(deps[name])):
                 blocked.add(name)
                 continue
             files = None
@@ -508,7 +509,9 @@ class Runner:
             return "disable"
         # Hamilton data loaders (@load_from, @dataloader) are keyed on the files they read
         # (see _loader_files); one whose source is not a local file runs every time.
-        beh = self.settings.behavior.get(name) or n.tags.get("cache.behavior") or "default"
+        beh = self.settings.behavior.get(name) or n.tags.get("cache.behavior")
+        if beh is None:
+            return "default"
         return str(getattr(beh, "value", beh)).lower()
 
     def _format(self, n: Node) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import functools
 import graphlib
 import hashlib
 import inspect
@@ -162,6 +163,8 @@ def _top_level_targets(tree: ast.Module) -> set[str]:
 
 def _is_excluded(fn: Any) -> bool:
     """``@hamilton_exclude``: a helper that is not a node (Hamilton's NodeResolver says so)."""
+    if not getattr(fn, "__dict__", None):
+        return False  # no decorator put anything on it (most functions; checked per re-run)
     from hamilton.function_modifiers.configuration import hamilton_exclude
 
     resolvers = getattr(fn, fm_base.NodeResolver.get_lifecycle_name(), None) or ()
@@ -493,17 +496,24 @@ def _check_signature(fname: str, fn: Any) -> None:
         )
 
 
+@functools.lru_cache(maxsize=8192)
+def _code_names(code: types.CodeType) -> frozenset[str]:
+    """Every name a code object (and code nested in it) uses. Keyed by the code object, which
+    compares by content; a re-run of an unchanged cell has the very same ones."""
+    names = set(code.co_names)
+    todo = [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    while todo:
+        c = todo.pop()
+        names.update(c.co_names)
+        todo.extend(x for x in c.co_consts if isinstance(x, types.CodeType))
+    return frozenset(names)
+
+
 def _called_nodes(cell: CellDef, is_node: Callable[[str], bool]) -> None:
     """A node function calling another node's function by name works in a module (the name
     is the function) but not in a notebook, where the name holds the node's *value*."""
     for fname, fn in cell.functions.items():
-        code = inspect.unwrap(fn).__code__
-        names = set(code.co_names)
-        todo = [c for c in code.co_consts if isinstance(c, types.CodeType)]
-        while todo:
-            c = todo.pop()
-            names.update(c.co_names)
-            todo.extend(x for x in c.co_consts if isinstance(x, types.CodeType))
+        names = _code_names(inspect.unwrap(fn).__code__)
         # Cheap first: does the code read a node's name as a global at all? Only then look for
         # a call in the AST (reading a node's name as a global value is a different matter).
         suspects = {n for n in names if n != fname and is_node(n)}

@@ -486,6 +486,8 @@ class Panel(W.VBox):
         self._lock = threading.RLock()  # the flush timer runs in another thread
         self._armed = False
         self._handle: Any = None
+        # (execution message, rows, summary) of the run that wrote the output it started in
+        self._final: tuple[str, list[Row], str] | None = None
         self._handle_cell: str | None = None  # which cell execution shows the live panel
         self._handle_msg: str | None = None
         self.closed = False
@@ -993,11 +995,16 @@ class Panel(W.VBox):
         cell, msg = _current_execution()
         reexecuted = cell is not None and cell == self._handle_cell and msg != self._handle_msg
         if self._handle is not None and not reexecuted:
-            # The snapshot is of the run that output showed, not of nodes registered since.
-            # Never into a cell being executed again: the client has cleared its outputs
-            # (nbclient would fail on the update; Lab would ignore it). Within one execution
-            # (two runs in one cell) the earlier output is still there.
-            self._handle.update(self.static_bundle(last_run_only=True), raw=True)
+            # The snapshot is of the run that output showed, as its end wrote it (later quiet
+            # runs and edits since must not show up in an earlier cell's saved output), not of
+            # nodes registered since. Never into a cell being executed again: the client has
+            # cleared its outputs (nbclient would fail on the update; Lab would ignore it).
+            # Within one execution (two runs in one cell) the earlier output is still there.
+            final = self._final if self._final is not None and \
+                self._final[0] == self._handle_msg else None
+            self._handle.update(self.static_bundle(last_run_only=True) if final is None
+                                else self.static_bundle(rows=final[1], summary=final[2]),
+                                raw=True)
         if run_starting and msg is not None:
             # A run shows the panel as it starts, within a kernel's execution of the cell: its
             # end writes this output again with the run's final rows, graph and state
@@ -1023,12 +1030,23 @@ class Panel(W.VBox):
         data = super()._repr_mimebundle_() or {}
         data.update(self.static_bundle(state=True, graph=graph))
         self._handle.update(data, raw=True)
+        # What this output keeps when a later cell shows the panel: the rows and summary of
+        # this run as it ended (rows are immutable: keeping them costs a list).
+        rows = list(self.rows.values())
+        shown = [r for r in rows if r.in_last_run] or rows
+        self._final = (msg, shown, self.summary_text())
 
     def static_bundle(self, last_run_only: bool = False, state: bool = False,
-                      graph: dict[str, Any] | None = None) -> dict[str, Any]:
+                      graph: dict[str, Any] | None = None, rows: list[Row] | None = None,
+                      summary: str | None = None) -> dict[str, Any]:
         """The rows as text and HTML; with ``state``, also the DAG state in the extension's
         MIME type (the lab extension draws it where the widget model is gone). ``graph``:
-        :meth:`graph_bundle` of all rows, when the caller has it already."""
+        :meth:`graph_bundle` of all rows, when the caller has it already. ``rows`` and
+        ``summary``: other rows than the current ones (a snapshot of an earlier run)."""
+        if rows is not None:
+            by = {r.node: r for r in rows}
+            return {"text/plain": self.to_text(rows, summary),
+                    "text/html": self.to_html(rows, graph_svg(self.session, by), summary)}
         rows = list(self.rows.values())
         by_node = self.rows
         if last_run_only and any(r.in_last_run for r in rows):
@@ -1058,16 +1076,17 @@ class Panel(W.VBox):
         self._static[row.node] = (row, cells, tr)
         return cells, tr
 
-    def to_text(self, shown: list[Row] | None = None) -> str:
+    def to_text(self, shown: list[Row] | None = None, summary: str | None = None) -> str:
         shown = list(self.rows.values()) if shown is None else shown
         rows = [HEAD, *(self._static_parts(r)[0] for r in shown)]
         widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
-        lines = [f"hamilton_nb — {self.summary_text()}"]
+        lines = [f"hamilton_nb — {summary or self.summary_text()}"]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                   for r in rows]
         return "\n".join(lines)
 
-    def to_html(self, shown: list[Row] | None = None, svg: str | None = None) -> str:
+    def to_html(self, shown: list[Row] | None = None, svg: str | None = None,
+                summary: str | None = None) -> str:
         """The rows ``shown`` (default all) as an HTML table, with the graph of those rows
         (``svg``: that drawing, when the caller has it)."""
         shown = list(self.rows.values()) if shown is None else shown
@@ -1076,7 +1095,8 @@ class Panel(W.VBox):
         head = "".join(f"<th style='text-align:left'>{h}</th>" for h in HEAD)
         body = [self._static_parts(row)[1] for row in shown]
         return (f"<div class='hnbw-static'><b class='hnbw-summary-static'>hamilton_nb — "
-                f"{html.escape(self.summary_text())}</b><table><thead><tr>{head}</tr></thead>"
+                f"{html.escape(summary or self.summary_text())}</b><table><thead><tr>{head}</tr>"
+                f"</thead>"
                 f"<tbody>{''.join(body)}</tbody></table>"
                 f"<details><summary>graph</summary>{svg}</details></div>")
 

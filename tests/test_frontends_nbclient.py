@@ -126,3 +126,21 @@ def test_saved_notebook_cells_carry_their_own_final_state(cache_env: Path) -> No
     body, _ = HTMLExporter().from_notebook_node(saved)
     assert "hnbw-static" in body
     assert "2 nodes: 2 computed" in body and "3 nodes: 2 cached, 1 computed" in body
+
+
+def test_an_earlier_cells_saved_output_keeps_its_own_run_when_later_cells_run(
+        cache_env: Path) -> None:
+    # A later quiet run and an edit of an upstream cell must not rewrite what an earlier
+    # cell's saved output says about its own run (it once showed the later run's rows and
+    # the staleness the edit caused, e.g. "4 cached · 2 stale" for a run that computed).
+    edit_a = CELL_A.replace("return 21", "return 22")
+    nb = _notebook(LOAD, CELL_A, CELL_B, "%hamilton run total -q", edit_a)
+    client = _client(nb, cache_env)
+    with client.setup_kernel():
+        for index in range(5):
+            client.execute_cell(nb.cells[index], index)
+    [snap] = _panel_outputs(nb.cells[2])
+    assert WIDGET_MIME not in snap["data"]
+    text = snap["data"]["text/plain"]
+    assert "1 computed" in text and "stale" not in text, text
+    assert _state(snap)["total"] == "computed"

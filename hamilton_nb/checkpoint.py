@@ -11,6 +11,7 @@ Values themselves stay in the store (content-addressed); a manifest only points 
 one costs one small file write. Two kinds of manifest live in the cache folder::
 
     sessions/nb-<hash of notebook path>.json   "last state" of a notebook, saved after every change
+                                               (a journal: a manifest, then a line per change)
     sessions/nb-<hash>.previous.json           its last state in the kernel before this one
     sessions/<hash of working folder>.json     the same, where no notebook is known (plain IPython)
     checkpoints/<name>.json                    named checkpoints (``auto-*``: automatic)
@@ -158,11 +159,14 @@ def _read(path: Path) -> dict[str, Any] | None:
         else:  # unreadable for this user: not damaged, leave it
             warnings.warn(f"hamilton_nb: cannot read checkpoint file {path}: {e}", stacklevel=3)
         return None
+    first, _, rest = raw.partition(b"\n")
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(first.decode("utf-8"))
     except (ValueError, RecursionError) as e:
         _set_aside(path, f"it is unreadable ({e})")
         return None
+    if isinstance(data, dict) and _JOURNAL_KEY in data:
+        _fold(data, rest, path)
     if isinstance(data, dict) and data.get("format") != MANIFEST_FORMAT and isinstance(
             data.get("format"), int):
         warnings.warn(f"hamilton_nb: ignoring checkpoint file {path}: it has another format "
@@ -174,6 +178,121 @@ def _read(path: Path) -> dict[str, Any] | None:
         _set_aside(path, problem)
         return None
     return data
+
+
+# The last-state file is a journal: its first line is a whole manifest carrying a random token
+# under this key; each later line is a patch of it, {"base": token, "head": {...}, "cells":
+# {cell_id: body or null}, "order": [cell_id, ...], "nodes": {node: record or null}} (each part
+# only when it changed). A kernel appends a line per change and writes the file whole (a new
+# token) when it starts, when it has grown past twice its first line, or when the file is not
+# the one it wrote. A reader applies the patches in order and stops at the first line that is
+# not a complete patch of that very base: a line torn by a kill (no newline at its end), a
+# damaged one, or one appended to an older file under the same name. What it has then is the
+# state as saved before that line.
+_JOURNAL_KEY = "journal"
+_HEAD_PARTS = frozenset(("format", "name", "created", "session_id", "working_dir", "settings",
+                         "config", "config_pickle"))
+
+
+def _fold(m: dict[str, Any], rest: bytes, path: Path) -> None:
+    """Apply the patch lines ``rest`` of a last-state journal to its first line ``m``."""
+    token = m.pop(_JOURNAL_KEY)
+    cells, nodes = m.get("cells"), m.get("nodes")
+    if not rest or not isinstance(token, str) or not isinstance(nodes, dict) or not (
+            isinstance(cells, list) and all(isinstance(c, dict) and isinstance(
+                c.get("cell_id"), str) for c in cells)):
+        return  # nothing appended, or a first line that _trust.manifest_problem turns down
+    bodies = {c["cell_id"]: c.get("body") for c in cells}
+    lines = rest.split(b"\n")
+    for i, line in enumerate(lines[:-1]):  # the last piece has no newline: torn or empty
+        try:
+            p = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError):
+            p = None
+        if not _is_patch(p, token):  # complete, so not torn by a kill: damaged
+            warnings.warn(f"hamilton_nb: ignoring line {i + 2} and after of the last-state file "
+                          f"{path}: it is not a record of that state; the state saved before "
+                          f"it is used.", stacklevel=4)
+            break
+        if "head" in p:
+            for k in [k for k in m if k not in ("cells", "nodes")]:
+                del m[k]
+            m.update(p["head"])
+        for cid, body in p.get("cells", {}).items():
+            if body is None:
+                bodies.pop(cid, None)
+            else:
+                bodies[cid] = body
+        if "order" in p:
+            bodies = {cid: bodies[cid] for cid in p["order"] if cid in bodies}
+        for name, rec in p.get("nodes", {}).items():
+            if rec is None:
+                nodes.pop(name, None)
+            else:
+                nodes[name] = rec
+    m["cells"] = [{"cell_id": cid, "body": body} for cid, body in bodies.items()]
+
+
+def _is_patch(p: Any, token: str) -> bool:
+    """Whether ``p`` has the shape of a journal line appended to the base ``token`` (what
+    the records say is checked on the result, by _trust.manifest_problem)."""
+    if not isinstance(p, dict) or p.get("base") != token or not set(p) <= {
+            "base", "head", "cells", "order", "nodes"}:
+        return False
+    head, cells = p.get("head", {}), p.get("cells", {})
+    order, nodes = p.get("order", []), p.get("nodes", {})
+    return (isinstance(head, dict) and set(head) <= _HEAD_PARTS
+            and isinstance(cells, dict) and all(b is None or isinstance(b, str)
+                                                for b in cells.values())
+            and isinstance(order, list) and all(isinstance(c, str) for c in order)
+            and isinstance(nodes, dict) and all(r is None or isinstance(r, dict)
+                                                for r in nodes.values()))
+
+
+class _Journal:
+    """The last-state journal this kernel wrote: where, its token, and what it holds (the
+    head's JSON, cell bodies and order) to tell what a new line must change."""
+
+    LIMIT = 64 * 1024  # appended bytes always allowed before the file is written whole again
+
+    def __init__(self, path: Path, token: str, head: str, cells: dict[str, str],
+                 order: list[str], ino: int, size: int) -> None:
+        self.path, self.token, self.head = path, token, head
+        self.cells, self.order = cells, order
+        self.ino, self.size, self.base = ino, size, size
+
+    def full(self) -> bool:
+        """Past this size, a restore reads more patches than it would a whole file."""
+        return self.size - self.base > max(self.base, self.LIMIT)
+
+    def append(self, line: bytes) -> bool:
+        """Append one line; False (nothing written) if the file is not as this kernel left it
+        (replaced by another kernel, truncated, a link put in its place)."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return False
+            raise
+        try:
+            st = os.fstat(fd)
+            if (st.st_ino, st.st_size) != (self.ino, self.size):
+                return False
+            try:
+                n = os.write(fd, line)  # one write: all of the line, or (if killed) a head of it
+                if n != len(line):
+                    raise OSError(errno.ENOSPC, "last-state line written in part")
+            except OSError:
+                # A partial line would glue itself to the next one: cut it off again.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self.size)
+                raise
+            self.size += n
+            return True
+        finally:
+            os.close(fd)
 
 
 def _set_aside(path: Path, why: str) -> None:
@@ -378,7 +497,10 @@ class Checkpoints:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._suspended = False
-        self._written: dict[Path, str] = {}  # what we last wrote where: skip identical writes
+        # What we last wrote where (skip identical signed writes); None: a journal (see _Journal)
+        self._written: dict[Path, str | None] = {}
+        self._journal: _Journal | None = None  # this kernel's last-state journal, if any
+        self._changed_nodes: set[str] = set()  # node entries changed since it was written
         self._warned = False
         self._dirty = True
         self._saved_nodes: dict[str, tuple[Any, Any]] = {}  # node -> (code, data) version saved
@@ -462,56 +584,140 @@ class Checkpoints:
         if self._frag_dirty is not None:
             self._frag_dirty.update(names)
 
-    def _state_text(self) -> tuple[str, dict[str, tuple[Any, Any]]]:
-        """The last-state record as JSON, and each node's (code, data) version in it.
+    def _signed_text(self) -> tuple[str, dict[str, tuple[Any, Any]]]:
+        """A signed last-state record (a cache key is set), built whole: its signature covers
+        the parsed manifest. Also each node's (code, data) version in it."""
+        manifest = build_manifest(self.session, memo=self._records)
+        manifest.pop("created")
+        return json.dumps(manifest, sort_keys=True), {
+            n: (r.get("code_version"), r.get("data_version"))
+            for n, r in manifest["nodes"].items()}
 
-        Rebuilding it whole after every cell cost O(notebook) on each edit (issue 12): the
-        node entries are kept as JSON text and only those of nodes an event named since are
-        made again; the rest is the head (cells, settings, config). A signed record (a cache
-        key is set) is built whole: its signature covers the parsed manifest."""
+    def _refresh_frags(self) -> None:
+        """Make again the JSON entries of the nodes an event named since the last save.
+
+        Rebuilding the record whole after every cell cost O(notebook) on each edit (issue 12):
+        the node entries are kept as JSON text, and the names whose text changed are collected
+        in ``_changed_nodes`` for the next journal line."""
         s = self.session
-        if s.cache_key is not None:
-            manifest = build_manifest(s, memo=self._records)
-            manifest.pop("created")
-            return json.dumps(manifest, sort_keys=True), {
-                n: (r.get("code_version"), r.get("data_version"))
-                for n, r in manifest["nodes"].items()}
         dag = s.dag
         dirty = self._frag_dirty
         if dirty is None or self._frag_root != self.root:
             self._frags, self._frag_versions = {}, {}
+            self._journal = None  # every entry is new: the next save writes the file whole
             names: Any = dag.nodes
         else:
             names = dirty
         self._frag_dirty, self._frag_root = set(), self.root
         finder = _EntryFinder(s)
+        changed = self._changed_nodes
         for name in list(names):
             n = dag.nodes.get(name)
             if n is None or name in dag.inputs:
-                self._frags.pop(name, None)
+                if self._frags.pop(name, None) is not None:
+                    changed.add(name)
                 self._frag_versions.pop(name, None)
                 continue
             statics = tuple(fc.static if (fc := dag.fcode(f)) is not None else ""
                             for f in (n.originating_functions or ()))
             rec = _node_record(dag, name, statics, s.node_events.get(name), finder)
-            self._frags[name] = f"{json.dumps(name)}: {json.dumps(rec, sort_keys=True)}"
+            frag = f"{json.dumps(name)}: {json.dumps(rec, sort_keys=True)}"
+            if self._frags.get(name) != frag:
+                self._frags[name] = frag
+                changed.add(name)
             self._frag_versions[name] = (rec.get("code_version"), rec.get("data_version"))
-        head = _manifest_head(s, None, cells=_CELLS_MARK)
+
+    def _head(self) -> dict[str, Any]:
+        """The record's head: everything but its cells and node entries (small)."""
+        head = _manifest_head(self.session, None, cells=_CELLS_MARK)
         head.pop("created")
-        head["nodes"] = _NODES_MARK
+        head.pop("cells")
+        return head
+
+    def _whole_text(self, head: dict[str, Any], token: str) -> str:
+        """The whole last-state record as one JSON line (the journal's first line)."""
         frags = self._cell_frags
         cells = []
-        for c in dag.cells.values():
+        for c in self.session.dag.cells.values():
             hit = frags.get(c.cell_id)
             if hit is None or hit[0] != c.body:
                 hit = frags[c.cell_id] = (c.body, json.dumps({"body": c.body,
                                                                "cell_id": c.cell_id}))
             cells.append(hit[1])
         nodes = "{" + ", ".join(self._frags[k] for k in sorted(self._frags)) + "}"
-        text = json.dumps(head, sort_keys=True).replace(
+        return json.dumps({**head, "cells": _CELLS_MARK, "nodes": _NODES_MARK,
+                           _JOURNAL_KEY: token}, sort_keys=True).replace(
             json.dumps(_CELLS_MARK), "[" + ", ".join(cells) + "]", 1).replace(
             json.dumps(_NODES_MARK), nodes, 1)
-        return text, dict(self._frag_versions)
+
+    def _save_journal(self, path: Path) -> None:
+        """Write the last state as a line appended to the file (what changed since the last
+        line: the node entries, cell bodies, cell order and head that differ), or the file
+        whole when there is no journal of this kernel there, or it has grown past its limit.
+
+        Appending costs what changed; rewriting the file costs the notebook (hundreds of kB
+        and a rename for a long one), which every edit used to pay."""
+        self._refresh_frags()
+        head = self._head()
+        head_text = json.dumps(head, sort_keys=True)
+        cells = self.session.dag.cells
+        j = self._journal
+        touched = self._cells_touched
+        if j is None or j.path != path or touched is None or j.full():
+            self._write_whole(path, head, head_text)
+            return
+        parts = [f'"base": {json.dumps(j.token)}']
+        if head_text != j.head:
+            parts.append(f'"head": {head_text}')
+        bodies: dict[str, str | None] = {}
+        for cid in touched:
+            body = cells[cid].body if cid in cells else None
+            if j.cells.get(cid) != body:
+                bodies[cid] = body
+        if bodies:
+            parts.append(f'"cells": {json.dumps(bodies, sort_keys=True)}')
+        order = list(cells)
+        if order != j.order:
+            parts.append(f'"order": {json.dumps(order)}')
+        changed = self._changed_nodes
+        if changed:
+            parts.append('"nodes": {' + ", ".join(
+                self._frags.get(n) or f"{json.dumps(n)}: null" for n in sorted(changed)) + "}")
+        if len(parts) > 1:
+            line = ("{" + ", ".join(parts) + "}\n").encode("utf-8")
+            try:
+                appended = j.append(line)
+            except OSError:
+                self._journal = None  # what is on disk is unknown now: the next save is whole
+                raise
+            if not appended:  # the file is not the one this kernel wrote: write it whole
+                self._write_whole(path, head, head_text)
+                return
+            j.head, j.order = head_text, order
+            for cid, body in bodies.items():
+                if body is None:
+                    j.cells.pop(cid, None)
+                else:
+                    j.cells[cid] = body
+        versions, saved = self._frag_versions, self._saved_nodes
+        for n in changed:
+            if n in versions:
+                saved[n] = versions[n]
+            else:
+                saved.pop(n, None)
+        changed.clear()
+
+    def _write_whole(self, path: Path, head: dict[str, Any], head_text: str) -> None:
+        self._journal = None
+        token = os.urandom(8).hex()  # the lines appended to this very file carry it
+        data = (self._whole_text(head, token) + "\n").encode("utf-8")
+        atomic_write(path, data)
+        st = os.stat(path, follow_symlinks=False)
+        cells = self.session.dag.cells
+        self._journal = _Journal(path, token, head_text, {c: v.body for c, v in cells.items()},
+                                 list(cells), st.st_ino, st.st_size)
+        self._saved_nodes = dict(self._frag_versions)
+        self._changed_nodes.clear()
 
     def _request_save(self) -> None:
         if self._defer:
@@ -545,19 +751,24 @@ class Checkpoints:
         if getattr(s.store, "degraded", None):
             return  # the folder takes no writes: the store has already said so, once
         try:
-            text, versions = self._state_text()
             path = self._state_path()
-            if self._written.get(path) == text:
-                return
             if path not in self._written:
                 # First write of this kernel: keep the previous kernel's state for restore().
                 old = _read(path)
                 if old is not None and old.get("session_id") != s.session_id:
                     os.replace(path, self._state_path(".previous"))
-            _atomic_write(path, text)
-            self._written[path] = text
+            if s.cache_key is not None:
+                text, versions = self._signed_text()
+                self._journal = None  # a signed record is written whole (see _read)
+                if self._written.get(path) == text:
+                    return
+                _atomic_write(path, text)
+                self._written[path] = text
+                self._saved_nodes = versions
+            else:
+                self._save_journal(path)
+                self._written[path] = None
             self._dirty = False
-            self._saved_nodes = versions
             cells = s.dag.cells
             touched = self._cells_touched
             if touched is None:

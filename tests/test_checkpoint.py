@@ -11,7 +11,7 @@ import pytest
 from conftest import PlainSession, counts
 from IPython.core.error import UsageError
 
-from hamilton_nb import RunFailed, Session
+from hamilton_nb import RunFailed, Session, checkpoint
 
 IMPORTS = """
 import numpy as np
@@ -297,11 +297,15 @@ def test_checkpoint_save_refuses_to_overwrite_and_rejects_bad_names(ps):
     assert ps.s.checkpoint_list().empty
 
 
-def test_last_state_is_written_atomically_as_json_in_the_cache_folder(ps):
+def test_last_state_is_a_json_manifest_then_json_lines_in_the_cache_folder(ps):
     _pipeline(ps)
     files = list((ps.cache_dir / "sessions").glob("*.json"))
     assert len(files) == 1
-    manifest = json.loads(files[0].read_text())
+    # A journal: a whole manifest (written atomically), then one JSON line per change.
+    lines = files[0].read_text().splitlines()
+    assert json.loads(lines[0])["format"] == 1
+    assert all(isinstance(json.loads(line), dict) for line in lines[1:])
+    manifest = checkpoint._read(files[0])
     assert [c["cell_id"] for c in manifest["cells"]] == ["c-raw", "c-features"]
     assert set(manifest["nodes"]) == set(NODES)
     assert all(r["key"] and r["data_version"] for r in manifest["nodes"].values())

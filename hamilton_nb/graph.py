@@ -279,7 +279,9 @@ def _cell_names(
         if name not in user_ns:
             continue  # deleted by the cell, or bound only inside a comprehension
         value = user_ns[name]
-        raw = inspect.unwrap(value) if inspect.isfunction(value) else None
+        raw = None
+        if isinstance(value, types.FunctionType):
+            raw = inspect.unwrap(value) if hasattr(value, "__wrapped__") else value
         if (
             raw is not None
             and not name.startswith("_")
@@ -306,17 +308,20 @@ def _resolution_inputs(functions: Mapping[str, Any]) -> tuple | None:
     kept from the last registration holds the very default object the new function has."""
     out = []
     for name, fn in functions.items():
-        if not isinstance(fn, types.FunctionType) or fn.__dict__ or fn.__closure__:
+        if type(fn) is not types.FunctionType or fn.__dict__ or fn.__closure__:
             return None
-        if any(isinstance(a, str) for a in fn.__annotations__.values()):
-            # `from __future__ import annotations`: Hamilton evaluates the text in the
-            # notebook's namespace, where the name may now be another class.
-            return None
-        defaults = tuple(_default_token(v) for v in (fn.__defaults__ or ()))
-        kwdefaults = tuple(sorted((k, _default_token(v))
-                                  for k, v in (fn.__kwdefaults__ or {}).items()))
-        out.append((name, fn.__code__, fn.__module__, fn.__qualname__,
-                    _Annotations(fn.__annotations__), defaults, kwdefaults))
+        ann = fn.__annotations__
+        for a in ann.values():
+            if isinstance(a, str):
+                # `from __future__ import annotations`: Hamilton evaluates the text in the
+                # notebook's namespace, where the name may now be another class.
+                return None
+        d, kwd = fn.__defaults__, fn.__kwdefaults__
+        defaults = tuple(_default_token(v) for v in d) if d else ()
+        kwdefaults = tuple(sorted((k, _default_token(v)) for k, v in kwd.items())) if kwd \
+            else ()
+        out.append((name, fn.__code__, fn.__module__, fn.__qualname__, _Annotations(ann),
+                    defaults, kwdefaults))
     return tuple(out)
 
 
@@ -411,6 +416,13 @@ def _resolve_cell(cell_id, body, filename, tree, user_ns, config, prior, functio
                    fdefs=fdefs)
     cell.nodes = resolve_cell_nodes(cell, config)
     return cell
+
+
+def _cache_tagged(n: h_node.Node) -> bool:
+    """Whether ``n``'s tags change how it is cached: ``@cache(behavior=...)`` or a Hamilton
+    data loader (runner.py reads those tags; every other node is cached the default way)."""
+    tags = n.tags
+    return "cache.behavior" in tags or "hamilton.data_loader" in tags
 
 
 def _function_defs(tree: ast.AST) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
@@ -561,6 +573,9 @@ class LiveDag:
         # Names of external input nodes (Hamilton's Node.user_defined is a slow property).
         self.inputs: set[str] = set()
         self.expands: set[str] = set()  # Parallelizable nodes (fan_out() is free without any)
+        # Nodes whose tags change how they are cached (a cache behaviour, a data loader): the
+        # run's plan reads the tags of these only.
+        self.tagged: set[str] = set()
         self.config_version = 0  # counts config changes (a kept registration must match it)
         if self.config:
             self._set_all({}, self.config)  # config keys are input nodes, as in Hamilton
@@ -598,6 +613,7 @@ class LiveDag:
         self.deps = {k: tuple(d.name for d in n.dependencies) for k, n in nodes.items()}
         self.inputs = {k for k, n in nodes.items() if n.user_defined}
         self.expands = {k for k, n in nodes.items() if n.node_role == h_node.NodeType.EXPAND}
+        self.tagged = {k for k, n in nodes.items() if _cache_tagged(n)}
         self._fcodes = {code: fc for c in cells.values() for code, fc in c.fcodes.items()}
         self._order = None
 
@@ -778,6 +794,8 @@ class LiveDag:
         nodes.update(new)
         self.expands.difference_update(gone)
         self.expands.update(k for k, n in new.items() if n.node_role == h_node.NodeType.EXPAND)
+        self.tagged.difference_update(gone)
+        self.tagged.update(k for k, n in new.items() if _cache_tagged(n))
         for name in new:
             self.node_cell[name] = cell.cell_id
 

@@ -45,14 +45,17 @@ class Tally:
     a run once instead of counting the whole run again for every update)."""
 
     def __init__(self) -> None:
-        self.counts: dict[str, int] = {}  # status -> how many, in order of first appearance
+        # status -> how many, in order of first appearance (keyed by the enum member: its
+        # `.value` is a slow descriptor, read once per status in line())
+        self.counts: dict[Status, int] = {}
         self.n = 0
         self.saved = 0.0
 
     def add(self, e: NodeEvent) -> None:
-        self.counts[e.status.value] = self.counts.get(e.status.value, 0) + 1
+        status = e.status
+        self.counts[status] = self.counts.get(status, 0) + 1
         self.n += 1
-        if e.status is Status.CACHED:
+        if status is Status.CACHED:
             self.saved += e.saved
 
     def copy(self) -> Tally:
@@ -61,7 +64,7 @@ class Tally:
         return t
 
     def line(self) -> str:
-        parts = [f"{c} {s}" for s, c in self.counts.items()]
+        parts = [f"{c} {s.value}" for s, c in self.counts.items()]
         line = f"{self.n} node{'s' * (self.n != 1)}: {', '.join(parts) or 'nothing to do'}"
         if self.saved:
             line += f" — {human_seconds(self.saved)} saved"
@@ -84,8 +87,16 @@ class RunReport:
         self.stale = dict(stale or {})  # stale node -> why (the first STALE_ROWS of them)
         self.cells = dict(cells or {})  # cell id -> the name users know it by
         self.stale_total = len(self.stale) if stale_total is None else stale_total
+        # Both renderings (text and HTML) are asked for: each is worked out once.
+        self._rows_memo: list[tuple[str, ...]] | None = None
+        self._summary_memo: str | None = None
 
     def _rows(self) -> list[tuple[str, ...]]:
+        if self._rows_memo is None:
+            self._rows_memo = self._make_rows()
+        return self._rows_memo
+
+    def _make_rows(self) -> list[tuple[str, ...]]:
         rows = [
             (e.node, e.status.value, e.reason + (f": {e.error}" if e.error else ""),
              human_seconds(e.duration) if e.status is not Status.CACHED else "",
@@ -103,10 +114,12 @@ class RunReport:
     _HEAD = ("node", "status", "why", "took", "saved", "size", "cell")
 
     def _summary(self) -> str:
-        line = summary_line(self.events)
-        if self.stale_total:
-            line += f" · {self.stale_total} stale"
-        return line
+        if self._summary_memo is None:
+            line = summary_line(self.events)
+            if self.stale_total:
+                line += f" · {self.stale_total} stale"
+            self._summary_memo = line
+        return self._summary_memo
 
     def _omitted(self) -> int:
         return sum(1 for e in self.events if e.status is Status.CACHED
@@ -120,9 +133,9 @@ class RunReport:
             widths = [max(len(r[i]) for r in rows) for i in range(len(self._HEAD))]
             lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                       for r in rows]
-        if body and self._omitted():
-            lines.append(f"({self._omitted()} cached not listed: `%hamilton panel` shows every "
-                         f"node)")
+        omitted = self._omitted() if body else 0
+        if omitted:
+            lines.append(f"({omitted} cached not listed: `%hamilton panel` shows every node)")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -379,9 +392,9 @@ def run_report(session: Any, events: Sequence[NodeEvent]) -> RunReport:
     stale = session.stale_nodes()
     cells = {cid: cell_label(session, cid) for cid in {e.cell_id for e in events if e.cell_id}}
     # An edit high in a long notebook makes hundreds of nodes stale: the report names the
-    # first ones (each one's reason costs a code version) and counts the rest.
-    pos = session.dag.position()
-    first = sorted(stale, key=lambda n: pos.get(n, 0))[:STALE_ROWS]
+    # first ones (each one's reason costs a code version) and counts the rest. The order is
+    # the session's, sorted once per request (the stale-name line after the run uses it too).
+    first = session.stale_in_order()[:STALE_ROWS]
     return RunReport(events, stale=stale_reasons(session, stale, only=first), cells=cells,
                      stale_total=len(stale))
 

@@ -203,6 +203,7 @@ class Runner:
         self.namespace: Mapping[str, Any] = namespace if namespace is not None else {}
         self.versioner = CodeVersioner(static_cache)  # replaced at the start of every run
         self._cv: dict[str, tuple[str | None, dict[str, Any]]] = {}  # code versions, this run
+        self._planned: dict[str, str] = {}  # see _run_planned
 
     # -- public -------------------------------------------------------------------------------
 
@@ -250,6 +251,7 @@ class Runner:
         self.stored: dict[str, Entry] = {}  # entries written in this run
         self.sizes: dict[str, int] = {}  # stored size of values in this run (mutation check)
         self.mutated: set[str] = set()  # values a node changed in place (see _check_mutation)
+        self._planned: dict[str, str] = {}  # keys the plan computed for nodes that must run
         refresh = getattr(self.store, "refresh", None)
         if refresh is not None:
             refresh()  # entries other kernels wrote since our last run
@@ -282,6 +284,9 @@ class Runner:
         blocked: set[str] = set()
         deferred: set[str] = set()
         expands = self.dag.expands
+        # Only tagged nodes, or per-node settings, make a node other than cached by default.
+        tagged = self.dag.tagged
+        plain = self.settings.enabled and not self.settings.behavior
         for name in order:
             n = graph_nodes[name]
             if name in remembered:
@@ -290,7 +295,7 @@ class Runner:
             if name in overrides or name in is_input:
                 self.dv[name] = self._input_version(name, ext_values.get(name, _ABSENT))
                 continue
-            beh = self._behavior(n, name)
+            beh = "default" if plain and name not in tagged else self._behavior(n, name)
             if beh == "ignore":
                 self.dv[name] = IGNORED
                 deferred.add(name)
@@ -300,7 +305,7 @@ class Runner:
                 blocked.add(name)
                 continue
             files = None
-            if _reads_source(n):
+            if name in tagged and _reads_source(n):
                 if any(not graph_nodes[d].user_defined and d not in overrides
                        for d in deps[name]):
                     blocked.add(name)  # it reads a path a node computes: keyed once executed
@@ -311,10 +316,11 @@ class Runner:
                 if files is None:  # not a local file: it runs every time
                     blocked.add(name)
                     continue
-            if name in known and files is None:
-                key = known[name][0]  # an output whose key nothing changed under
-            else:
+            keyed = not (name in known and files is None)
+            if keyed:
                 key, _ = self._key(n, name, files)
+            else:
+                key = known[name][0]  # an output whose key nothing changed under
             entry = self.store.lookup(key) if key and beh == "default" else None
             if entry is None or entry.parts.get("volatile"):
                 if remembered and name in known and known[name][0] == key:
@@ -322,6 +328,10 @@ class Runner:
                     # computes again, maybe to another value, and a remembered node below it
                     # would not see that. Key everything instead.
                     raise _Replan(name)
+                if keyed and key is not None and files is None:
+                    # Its inputs are hits, remembered or external: fixed for this run, so
+                    # execute_node finds the same key (a data loader's files are read again).
+                    self._planned[name] = key
                 blocked.add(name)
                 continue
             if remembered and name in known and known[name][1] != entry.data_version:
@@ -425,9 +435,18 @@ class Runner:
         deps = self.dag.deps
         fresh: dict[str, tuple[str, str]] = {}
         changed: list[str] = []
+        keys = memo.keys
+        same: set[str] = set()  # hits under the key and value already remembered
         for ev in self.events:
             name = ev.node
             key = self.keys.get(name)
+            if (ev.status is Status.CACHED and key is not None
+                    and keys.get(name) == (key, ev.data_version)):
+                # Remembered with this very key and value, so with its whole upstream (see
+                # below): nothing to check or change (the all-hit re-run of a cell).
+                fresh[name] = keys[name]
+                same.add(name)
+                continue
             # Only values the store holds: one it could not keep is computed again when asked.
             # And only below nodes that are remembered too: a remembered node is a leaf of the
             # next run, so one downstream of a data loader (its files are checked only when it
@@ -450,9 +469,10 @@ class Runner:
         # A key is kept only with the keys of everything upstream of it (forget_keys relies
         # on it): events come in execution order, so upstream ones are settled first.
         deps = self.dag.deps
-        keys = memo.keys
         unwatched = self.unwatched
         for name, kv in fresh.items():
+            if name in same and name in keys:
+                continue  # still remembered: its upstream still is (forget_keys goes down)
             if all(d in keys or (d in is_input and d not in unwatched) for d in deps[name]):
                 keys[name] = kv
         for name in order:
@@ -714,7 +734,11 @@ class Runner:
             files = self._loader_files(name, n, kwargs)
             if files is None:
                 beh = "disable"
-        key, parts = self._key(n, name, files)
+        planned = self._planned.pop(name, None) if files is None else None
+        if planned is not None:
+            key, parts = planned, self.parts[name]
+        else:
+            key, parts = self._key(n, name, files)
         if beh == "default" and key is not None and files is None and not _reads_source(n):
             self.keys[name] = key
         if beh == "default" and key is not None:

@@ -102,6 +102,10 @@ class Session:
         self._request = False  # inside one_request()
         self._said_hidden: set[str] = set()  # builtin-named nodes we said are not bound
         self._stale_memo: frozenset[str] | None = None  # stale_nodes() within one request
+        # stale_in_order(): (_stale_gen, position map, the stale nodes in DAG order); the
+        # generation counts changes of _stale_set, so an unchanged one is not sorted again
+        self._stale_gen = 0
+        self._stale_order: tuple[int, dict[str, int], list[str]] | None = None
         # Staleness kept between requests and looked at again only where something changed:
         # None means "work it out for every node" (after a config change, reset, restore).
         self._stale_set: set[str] | None = None
@@ -265,31 +269,34 @@ class Session:
 
     def _emit(self, event: Event) -> None:
         self._stale_memo = None  # the DAG, a run or an entry changed: staleness may have too
-        if isinstance(event, RunStarted):
-            self._shown_reused = event.reused  # as the run's own end state shows it already
-        if isinstance(event, DagChanged):
-            if event.cell_id is None:
-                self.memo.clear()  # config, reset, restore, cleared entries: nothing is kept
-                self._stale_set = None
-                self._shown_reused = ()
-            else:
-                names = [*event.added, *event.removed]
-                self._stale_seeds.update(names)
-                self._stale_seeds.update(u for n in names for u in self.dag.dependants(n))
-        if isinstance(event, NodeEvent):
-            prev = self.node_events.get(event.node)
-            self.node_events[event.node] = event
+        # Node events first: they are nearly all of the events (one per node of every run).
+        if type(event) is NodeEvent:
+            node = event.node
+            prev = self.node_events.get(node)
+            self.node_events[node] = event
             if (prev is not None and event.status is Status.CACHED
-                    and prev.status in (Status.CACHED, Status.COMPUTED)
+                    and (prev.status is Status.CACHED or prev.status is Status.COMPUTED)
                     and prev.data_version == event.data_version
                     and prev.code_version == event.code_version):
                 # The same value again: its dependants' verdicts cannot change (they compare
                 # against this very data version), and its own only if it was stale (a newer
                 # event can only make "an upstream changed since" untrue).
-                self._stale_same.add(event.node)
+                self._stale_same.add(node)
             else:
-                self._stale_ran.add(event.node)
-        for cb in list(self._listeners):
+                self._stale_ran.add(node)
+        elif isinstance(event, RunStarted):
+            self._shown_reused = event.reused  # as the run's own end state shows it already
+        elif isinstance(event, DagChanged):
+            if event.cell_id is None:
+                self.memo.clear()  # config, reset, restore, cleared entries: nothing is kept
+                self._stale_set = None
+                self._stale_gen += 1
+                self._shown_reused = ()
+            else:
+                names = [*event.added, *event.removed]
+                self._stale_seeds.update(names)
+                self._stale_seeds.update(u for n in names for u in self.dag.dependants(n))
+        for cb in tuple(self._listeners):
             try:
                 cb(event)
             except Exception as e:  # a broken panel must never break a run
@@ -613,7 +620,8 @@ class Session:
                   if n in outcome.values and n.isidentifier()
                   and (names is not None or self.user_facing(n))]
         if names is None:
-            hidden = [n for n in outcome.values if n in vars(builtins) and n not in wanted
+            builtin_names = vars(builtins)
+            hidden = [n for n in outcome.values if n in builtin_names and n not in wanted
                       and n not in self._said_hidden and (c := self.dag.cell_of(n)) is not None
                       and n not in c.functions]
             if hidden:
@@ -734,9 +742,27 @@ class Session:
         """Bound names whose node is stale (in DAG order)."""
         if not self._bound:
             return []
+        return list(filter(self._bound.__contains__, self.stale_in_order()))
+
+    def stale_in_order(self) -> list[str]:
+        """The stale nodes in DAG order.
+
+        An edit high in a long notebook makes hundreds of nodes stale, and the report and the
+        stale-name line ask after every run: the order is sorted again only when the stale set
+        or the DAG order changed since (an edit of a cell whose dependants are already stale
+        changes neither), and then in C (no Python work per stale node)."""
         stale = self.stale_nodes()
+        if not stale:
+            return []
         pos = self.dag.position()
-        return sorted((n for n in stale if n in self._bound and n in pos), key=pos.__getitem__)
+        memo = self._stale_order
+        if (memo is not None and memo[0] == self._stale_gen and memo[1] is pos
+                and not self.busy_elsewhere()):
+            return list(memo[2])
+        order = sorted(filter(pos.__contains__, stale), key=pos.__getitem__)
+        if not self.busy_elsewhere():  # (another thread's answer is the staleness before a run)
+            self._stale_order = (self._stale_gen, pos, order)
+        return list(order)
 
     def set_file_check(self, mode: str) -> None:
         """How the files data loaders read are versioned: ``content`` (a hash of the bytes,
@@ -771,7 +797,7 @@ class Session:
         With ``refresh`` they are recomputed and rebound; with ``flag`` the returned line says
         which are stale and how to refresh. None when nothing bound went stale.
         """
-        if not any(e.status == Status.COMPUTED for e in outcome.events):
+        if not any(e.status is Status.COMPUTED for e in outcome.events):
             return None  # nothing changed value: nothing can have gone stale
         stale = self.stale_bound()
         if not stale:
@@ -922,11 +948,13 @@ class Session:
                 if self._is_stale(name, runner, stale):
                     stale.add(name)
             self._stale_set = stale
+            self._stale_gen += 1
             return set(stale)
         nodes = self.dag.nodes
         for name in seeds:
-            if name not in nodes:
+            if name not in nodes and name in stale:
                 stale.discard(name)
+                self._stale_gen += 1
         pos = self.dag.position()
         heap = [(pos[n], n) for n in seeds if n in pos]
         heapq.heapify(heap)
@@ -938,10 +966,12 @@ class Session:
             done.add(name)
             now = self._is_stale(name, runner, stale)
             was = name in stale
-            if now:
-                stale.add(name)
-            else:
-                stale.discard(name)
+            if now != was:
+                if now:
+                    stale.add(name)
+                else:
+                    stale.discard(name)
+                self._stale_gen += 1  # stale_in_order() sorts again
             if now != was or name in ran:
                 for u in self.dag.dependants(name):
                     if u not in done:

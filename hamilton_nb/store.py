@@ -50,7 +50,7 @@ from typing import Any, Protocol
 import joblib
 import xxhash
 
-from . import _trust
+from . import _mapload, _trust
 from ._files import atomic_write
 
 STORE_FORMAT = 1
@@ -287,7 +287,9 @@ class _HashingFile:
         return self._hasher.hexdigest()
 
 
+TOUCH_WRITE_EVERY = 60.0  # seconds between two last-used lines for one entry (see flush)
 _SAMPLE = 64 * 1024
+_SKELETONS_KEPT = 1024  # value files whose skeleton (~1 kB each) a store keeps
 
 
 def _file_identity(path: Path) -> tuple[int, int, int, int, str]:
@@ -297,12 +299,20 @@ def _file_identity(path: Path) -> tuple[int, int, int, int, str]:
     could keep them, and header damage (the pickle's frame) is caught whatever the clock."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        st = os.fstat(fd)
-        h = xxhash.xxh3_64(os.pread(fd, _SAMPLE, 0))
-        if st.st_size > _SAMPLE:
-            h.update(os.pread(fd, _SAMPLE, max(_SAMPLE, st.st_size - _SAMPLE)))
+        return _fd_identity(fd, os.fstat(fd))
     finally:
         os.close(fd)
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
+def _fd_identity(fd: int, st: os.stat_result) -> tuple[int, int, int, int, str]:
+    """:func:`_file_identity` of the open file ``fd`` whose ``fstat`` is ``st``."""
+    h = xxhash.xxh3_64(os.pread(fd, _SAMPLE, 0))
+    if st.st_size > _SAMPLE:
+        h.update(os.pread(fd, _SAMPLE, max(_SAMPLE, st.st_size - _SAMPLE)))
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, h.hexdigest()
 
 
@@ -403,9 +413,16 @@ def map_when_bound(value: Any, entry: Entry) -> bool:
             and _raw_array_bytes(value) * 10 >= entry.size * 9)
 
 
+# One encoder for every journal line (json.dumps builds one per call when given options).
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+_ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
+
+
 def _entry_record(entry: Entry) -> dict[str, Any]:
     """``asdict(entry)`` without its recursive deep copy of ``parts`` (already JSON-ready)."""
-    return {f.name: getattr(entry, f.name) for f in fields(Entry)}
+    return {name: getattr(entry, name) for name in _ENTRY_FIELDS}
 
 
 class _Index:
@@ -547,9 +564,17 @@ class DiskStore:
         self._index = _Index()
         self._offsets: dict[str, int] = {}
         self._pending_touch: set[str] = set()
+        self._touch_written: dict[str, float] = {}  # key -> when its last touch line was written
+        self._inline_ok: set[tuple[str | None, str | None]] = set()  # see _inline_bytes
         # value file name -> (identity, checksum) of files this process wrote or fully hashed:
         # the full checksum is paid at most once per process per file, while it stays the same.
         self._verified: dict[str, tuple[tuple[int, int, int, int], str]] = {}
+        # value file name -> how to map it again without joblib (see _mapload): filled by the
+        # first load of a file, used while it stays the same file.
+        self._skeletons: dict[str, _mapload.Skeleton] = {}
+        # value file name -> identity of the file a load(verify=False) just read, until
+        # already_verified() asks about it: the file that was mapped, not looked at twice.
+        self._load_idents: dict[str, tuple[Any, ...]] = {}
         self._lock = threading.Lock()
         self._journal_fd: int | None = None
         self._journal_name = f"{_trust.temp_prefix()}{uuid.uuid4().hex[:8]}.jsonl"
@@ -662,7 +687,7 @@ class DiskStore:
     def _append(self, rec: dict[str, Any]) -> None:
         if self.key is not None:
             _trust.sign(rec, self.key)
-        line = (json.dumps(rec, separators=(",", ":")) + "\n").encode()
+        line = (_dumps(rec) + "\n").encode()
         with self._lock:
             if self.degraded is None:
                 try:
@@ -930,11 +955,15 @@ class DiskStore:
     def already_verified(self, entry: Entry) -> bool:
         if entry.fmt not in _trust.FILE_FORMATS or entry.checksum is None:
             return False  # memory and inline values are checked by verify() itself: cheap
+        # Right after load(verify=False) of it (Session.bind): the file as that load saw it.
+        name = f"{entry.data_version}.{entry.fmt}"
+        ident = self._load_idents.pop(name, None)
         try:
-            path = self._confined_path(entry)
-            return self._verified.get(path.name) == (_file_identity(path), entry.checksum)
+            if ident is None:
+                ident = _file_identity(self._confined_path(entry))
         except (OSError, CorruptEntry):
             return False
+        return self._verified.get(name) == (ident, entry.checksum)
 
     def verify(self, entry: Entry) -> bool:
         if entry.fmt == "memory":
@@ -951,12 +980,12 @@ class DiskStore:
         except CorruptEntry:
             return False
 
-    def _holds(self, path: Path, checksum: str) -> bool:
+    def _holds(self, path: Path, checksum: str, ident: tuple[Any, ...] | None = None) -> bool:
         """Whether the file at ``path`` has ``checksum``. Hashed in full at most once per process
         while the file stays the same file (size, mtime, ctime, inode): every later hit costs a
-        stat, not a read of the whole value."""
+        stat, not a read of the whole value. ``ident``: its identity, if the caller has it."""
         try:
-            ident = _file_identity(path)
+            ident = _file_identity(path) if ident is None else ident
             if self._verified.get(path.name) == (ident, checksum):
                 return True
             if _file_checksum(path, self._checksum_key(checksum)) != checksum:
@@ -971,9 +1000,17 @@ class DiskStore:
             data = base64.b64decode(entry.inline or "", validate=True)
         except ValueError as e:
             raise CorruptEntry(f"inline value of `{entry.node}` is unreadable: {e}") from e
+        # The check is a pure function of (text, checksum): each pair is checked once per
+        # process (an all-hit re-run loads every small value of the cell again).
+        pair = (entry.inline, entry.checksum)
+        if pair in self._inline_ok:
+            return data
         if (entry.checksum is None
                 or _trust.checksum_of(data, self._checksum_key(entry.checksum)) != entry.checksum):
             raise CorruptEntry(f"inline value of `{entry.node}` does not match its checksum")
+        if len(self._inline_ok) >= 100_000:  # bounded: values are small, but sessions long
+            self._inline_ok.clear()
+        self._inline_ok.add(pair)
         return data
 
     def load(self, entry: Entry, verify: bool = True) -> Any:
@@ -992,24 +1029,43 @@ class DiskStore:
             raise CorruptEntry(f"value file of `{entry.node}` has no checksum")
         path = self._confined_path(entry)
         try:
-            st = path.stat()
-            if not stat.S_ISREG(st.st_mode):  # a FIFO would block the load below forever
-                raise CorruptEntry(f"value of `{entry.node}` is not a regular file: {path}")
-            if st.st_size != entry.size:
-                raise CorruptEntry(f"value file of `{entry.node}` has the wrong size: {path}")
-            if verify and entry.checksum is not None and not self._holds(path, entry.checksum):
-                raise CorruptEntry(f"value file of `{entry.node}` is damaged: {path}")
-            if entry.fmt == "parquet":
-                import pandas as pd
+            # O_NONBLOCK: a FIFO planted in values/ fails the regular-file check, never blocks.
+            # Checked, mapped and (on a skeleton load) read through this one descriptor.
+            with open(path, "rb", opener=_open_nonblocking) as fh:
+                st = os.fstat(fh.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise CorruptEntry(f"value of `{entry.node}` is not a regular file: {path}")
+                if st.st_size != entry.size:
+                    raise CorruptEntry(f"value file of `{entry.node}` has the wrong size: {path}")
+                ident = _fd_identity(fh.fileno(), st)
+                if verify and not self._holds(path, entry.checksum, ident):
+                    raise CorruptEntry(f"value file of `{entry.node}` is damaged: {path}")
+                if not verify:
+                    self._load_idents[path.name] = ident
+                if entry.fmt == "parquet":
+                    import pandas as pd
 
-                return pd.read_parquet(path)
+                    return pd.read_parquet(path)
+                skeleton = self._skeletons.get(path.name)
+                if skeleton is not None and skeleton.ident == ident:
+                    try:
+                        return _mapload.load(skeleton, fh)
+                    except Exception:  # whatever it is, joblib's own load below says it
+                        self._skeletons.pop(path.name, None)
             # copy-on-write memory map: arrays load lazily, and a node that mutates its input
             # changes its own copy in memory, never the file.
-            return joblib.load(path, mmap_mode="c")
+            value = joblib.load(path, mmap_mode="c")
         except CorruptEntry:
             raise
         except Exception as e:
             raise CorruptEntry(f"value of `{entry.node}` is unreadable ({path}): {e}") from e
+        # The next load of this same file rebuilds the value without joblib's Python unpickler.
+        skeleton = _mapload.make(value, os.path.abspath(path), ident)
+        if skeleton is not None:
+            if len(self._skeletons) >= _SKELETONS_KEPT:
+                self._skeletons.pop(next(iter(self._skeletons)), None)  # the oldest
+            self._skeletons[path.name] = skeleton
+        return value
 
     def entries(self) -> list[Entry]:
         self.refresh()
@@ -1019,10 +1075,24 @@ class DiskStore:
         self._pending_touch.update(keys)
 
     def flush(self) -> None:
-        """Write the batched last-used times: one journal line per run."""
-        if self._pending_touch:
-            keys, self._pending_touch = sorted(self._pending_touch), set()
-            self._append({"op": "touch", "at": time.time(), "keys": keys})
+        """Record the batched last-used times: at once in memory (this process evicts by
+        them), on disk at most once per :data:`TOUCH_WRITE_EVERY` seconds per entry.
+
+        Last-used times only order eviction (least recently used first), and another process
+        reading them a minute late evicts the same entries: a journal line for every re-run of
+        an unchanged cell would cost more than it tells."""
+        if not self._pending_touch:
+            return
+        keys, self._pending_touch = sorted(self._pending_touch), set()
+        now = time.time()
+        written = self._touch_written
+        due = [k for k in keys if now - written.get(k, 0.0) >= TOUCH_WRITE_EVERY]
+        if due:
+            self._append({"op": "touch", "at": now, "keys": due})
+            written.update(dict.fromkeys(due, now))
+        if len(due) != len(keys):
+            with self._lock:
+                self._index.apply({"op": "touch", "at": now, "keys": keys})
 
     def delete(self, keys: Iterable[str]) -> int:
         keys = [k for k in keys if k in self._index.by_key]
@@ -1040,6 +1110,7 @@ class DiskStore:
             self._mem.pop(data_version, None)
             return
         path = self.value_path(data_version, fmt)
+        self._skeletons.pop(path.name, None)
         # Only files named by a digest inside values/: a crafted record never deletes others.
         if (fmt in _trust.FILE_FORMATS and _trust.DIGEST.match(data_version)
                 and _trust.inside(path.parent, self._values)):

@@ -742,7 +742,7 @@ class Session:
         """Bound names whose node is stale (in DAG order)."""
         if not self._bound:
             return []
-        return list(filter(self._bound.__contains__, self.stale_in_order()))
+        return list(filter(self._bound.__contains__, self._stale_in_order()))
 
     def stale_in_order(self) -> list[str]:
         """The stale nodes in DAG order.
@@ -751,18 +751,22 @@ class Session:
         stale-name line ask after every run: the order is sorted again only when the stale set
         or the DAG order changed since (an edit of a cell whose dependants are already stale
         changes neither), and then in C (no Python work per stale node)."""
-        stale = self.stale_nodes()
+        return list(self._stale_in_order())
+
+    def _stale_in_order(self) -> list[str]:
+        """stale_in_order() without a copy: callers only read it."""
+        stale = self._stale_view()
         if not stale:
             return []
         pos = self.dag.position()
         memo = self._stale_order
         if (memo is not None and memo[0] == self._stale_gen and memo[1] is pos
                 and not self.busy_elsewhere()):
-            return list(memo[2])
+            return memo[2]
         order = sorted(filter(pos.__contains__, stale), key=pos.__getitem__)
         if not self.busy_elsewhere():  # (another thread's answer is the staleness before a run)
             self._stale_order = (self._stale_gen, pos, order)
-        return list(order)
+        return order
 
     def set_file_check(self, mode: str) -> None:
         """How the files data loaders read are versioned: ``content`` (a hash of the bytes,
@@ -887,10 +891,16 @@ class Session:
 
     def stale_nodes(self) -> set[str]:
         """Nodes whose code, or an upstream's value or code, changed since their value was made."""
+        return set(self._stale_view())
+
+    def _stale_view(self) -> frozenset[str] | set[str]:
+        """stale_nodes() without a copy where there is one to give (callers only read it): an
+        edit high in a long notebook makes hundreds of nodes stale, and several readers ask
+        after every run."""
         if not self.node_events:
-            return set()
+            return frozenset()
         if self._stale_memo is not None:
-            return set(self._stale_memo)
+            return self._stale_memo
         if self.busy_elsewhere():
             # Asked from another thread during a run (the lab comm's progress timer): the
             # staleness known before it. Working it out changes the session's memo and
@@ -899,7 +909,8 @@ class Session:
         stale = self._stale_nodes()
         if self._request:  # the report, the stale line, the panel and the lab ask in turn
             self._stale_memo = frozenset(stale)
-        return stale
+            return self._stale_memo
+        return set(stale)
 
     def busy_elsewhere(self) -> bool:
         """A run is under way on another thread than the caller's (a front-end's timer)."""
@@ -930,7 +941,7 @@ class Session:
         """Staleness, worked out again only for the nodes something changed under: the nodes
         whose code version the memo dropped, that ran, that a cell changed, and downstream of
         them as far as a verdict changes (an unchanged cell re-run looks at its nodes and their
-        direct dependants, not at the notebook)."""
+        direct dependants, not at the notebook). Returns the kept set itself: copy it."""
         dropped = self.sync_memo()
         runner = Runner(self.dag, self.store, lambda e: None, self.settings, self._static,
                         self._config_keys, memo=self.memo, namespace=self.namespace)
@@ -949,7 +960,7 @@ class Session:
                     stale.add(name)
             self._stale_set = stale
             self._stale_gen += 1
-            return set(stale)
+            return stale
         nodes = self.dag.nodes
         for name in seeds:
             if name not in nodes and name in stale:
@@ -976,7 +987,7 @@ class Session:
                 for u in self.dag.dependants(name):
                     if u not in done:
                         heapq.heappush(heap, (pos[u], u))
-        return set(stale)
+        return stale
 
     def _is_stale(self, name: str, runner: Runner, stale: set[str]) -> bool:
         ev = self.node_events.get(name)

@@ -97,13 +97,26 @@ class RunReport:
         return self._rows_memo
 
     def _make_rows(self) -> list[tuple[str, ...]]:
-        rows = [
-            (e.node, e.status.value, e.reason + (f": {e.error}" if e.error else ""),
-             human_seconds(e.duration) if e.status is not Status.CACHED else "",
-             human_seconds(e.saved) if e.saved else "", human_bytes(e.size),
-             self.cells.get(e.cell_id or "", e.cell_id or ""))
-            for e in self.events if e.status is not Status.CACHED and e.node not in self.stale
-        ]
+        rows = []
+        # A first run computes every node for the same reason: 50 rows saying "no cached value
+        # yet" bury the one that failed. Each (status, reason) lists ROWS_PER_REASON nodes and
+        # counts the rest; failures are all listed.
+        seen: dict[tuple[Status, str], int] = {}
+        for e in self.events:
+            status = e.status
+            if status is Status.CACHED or e.node in self.stale:
+                continue
+            if status is not Status.FAILED:
+                group = (status, e.reason)
+                n = seen[group] = seen.get(group, 0) + 1
+                if n > ROWS_PER_REASON:
+                    continue
+            rows.append((e.node, status.value, e.reason + (f": {e.error}" if e.error else ""),
+                         human_seconds(e.duration), human_seconds(e.saved) if e.saved else "",
+                         human_bytes(e.size), self.cells.get(e.cell_id or "", e.cell_id or "")))
+        rows += [(f"… {n - ROWS_PER_REASON} more", status.value,
+                  f"{reason} (`%hamilton panel` lists every node)", "", "", "", "")
+                 for (status, reason), n in seen.items() if n > ROWS_PER_REASON]
         rows += [(n, "stale", why, "", "", "", "") for n, why in self.stale.items()]
         more = self.stale_total - len(self.stale)
         if more > 0:
@@ -384,6 +397,7 @@ def cached_front_state(session: Any, extras: bool = True,
     return cache.state(session, extras, stale)
 
 
+ROWS_PER_REASON = 12  # a report lists this many nodes computed (or skipped) for one reason
 STALE_ROWS = 12  # a report lists this many stale nodes (the first, in DAG order), then counts
 
 

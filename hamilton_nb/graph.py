@@ -419,10 +419,11 @@ def _resolve_cell(cell_id, body, filename, tree, user_ns, config, prior, functio
 
 
 def _cache_tagged(n: h_node.Node) -> bool:
-    """Whether ``n``'s tags change how it is cached: ``@cache(behavior=...)`` or a Hamilton
-    data loader (runner.py reads those tags; every other node is cached the default way)."""
+    """Whether ``n``'s tags change how it is cached: ``@cache(behavior=..., format=...)`` or
+    a Hamilton data loader (runner.py reads those tags; every other node is cached the
+    default way)."""
     tags = n.tags
-    return "cache.behavior" in tags or "hamilton.data_loader" in tags
+    return "cache.behavior" in tags or "cache.format" in tags or "hamilton.data_loader" in tags
 
 
 def _function_defs(tree: ast.AST) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:

@@ -534,7 +534,9 @@ class Runner:
             return "default"
         return str(getattr(beh, "value", beh)).lower()
 
-    def _format(self, n: Node) -> str:
+    def _format(self, n: Node, name: str | None = None) -> str:
+        if name is not None and name not in self.dag.tagged and not self.settings.format:
+            return "joblib"  # no tag and no setting names another format
         fmt = self.settings.format.get(n.name) or n.tags.get("cache.format") or "joblib"
         fmt = str(getattr(fmt, "value", fmt)).lower()
         return "joblib" if fmt == "pickle" else fmt
@@ -829,7 +831,8 @@ class Runner:
         if beh == "disable" or key is None:
             return CacheNote.DISABLED, None, dv
         try:
-            entry = self.store.put(key, name, parts["code_version"], dv, value, self._format(n),
+            entry = self.store.put(key, name, parts["code_version"], dv, value,
+                                   self._format(n, name),
                                    duration, parts)
         except StoreError as e:
             warnings.warn(

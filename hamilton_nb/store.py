@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import joblib
+import orjson
 import xxhash
 
 from . import _mapload, _trust
@@ -413,8 +414,17 @@ def map_when_bound(value: Any, entry: Entry) -> bool:
             and _raw_array_bytes(value) * 10 >= entry.size * 9)
 
 
-# One encoder for every journal line (json.dumps builds one per call when given options).
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per line
+
+
+def _journal_line(rec: dict[str, Any]) -> bytes:
+    """``rec`` as one compact JSON line. orjson writes a record in ~1 µs where the json module
+    takes ~10 (a first run writes one per node); json takes what orjson refuses (an integer
+    beyond 64 bits, a non-string key). Lines are read back with json either way."""
+    try:
+        return orjson.dumps(rec) + b"\n"
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return (_dumps(rec) + "\n").encode()
 
 
 _ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
@@ -687,7 +697,7 @@ class DiskStore:
     def _append(self, rec: dict[str, Any]) -> None:
         if self.key is not None:
             _trust.sign(rec, self.key)
-        line = (_dumps(rec) + "\n").encode()
+        line = _journal_line(rec)
         with self._lock:
             if self.degraded is None:
                 try:

@@ -99,6 +99,16 @@ def put_record(cache: Path, node: str) -> dict:
     return next(r for r in records(cache) if r["op"] == "put" and r["entry"]["node"] == node)
 
 
+def replace_record(journal: Path, old: dict, new: dict) -> None:
+    """Rewrite the line of ``journal`` that holds record ``old`` to hold ``new`` (matched by
+    content: the store's JSON spelling of numbers is its own business)."""
+    lines = journal.read_text().splitlines()
+    hits = [i for i, line in enumerate(lines) if json.loads(line) == old]
+    assert len(hits) == 1, f"record found {len(hits)} times in {journal}"
+    lines[hits[0]] = json.dumps(new, separators=(",", ":"))
+    journal.write_text("".join(line + "\n" for line in lines))
+
+
 def write_journal(cache: Path, lines: list[str], name: str = "crafted.jsonl") -> Path:
     path = cache / "index" / name
     path.write_text("".join(line + "\n" for line in lines))
@@ -255,8 +265,7 @@ def test_flipping_one_character_of_an_inline_value_is_a_miss_with_a_warning(tmp_
     raw = bytearray(base64.b64decode(rec["entry"]["inline"]))
     raw[raw.index(21)] = 99  # the pickled int 21 becomes 99: still a valid pickle
     tampered = dict(rec, entry=dict(rec["entry"], inline=base64.b64encode(bytes(raw)).decode()))
-    j.write_text(j.read_text().replace(json.dumps(rec, separators=(",", ":")),
-                                       json.dumps(tampered, separators=(",", ":"))))
+    replace_record(j, rec, tampered)
     assert put_record(cache, "small")["entry"]["inline"] != rec["entry"]["inline"]
     values, st, w = rerun(cache)
     assert_right(values)
@@ -936,8 +945,7 @@ def test_signed_cache_round_trips_and_a_tampered_record_is_a_miss_with_a_warning
     from hamilton_nb._trust import checksum_of
 
     forged["entry"]["checksum"] = checksum_of(pickle.dumps(99), b"guess")  # cannot know the key
-    j.write_text(j.read_text().replace(json.dumps(rec, separators=(",", ":")),
-                                       json.dumps(forged, separators=(",", ":"))))
+    replace_record(j, rec, forged)
     values, st, w = rerun(cache, key="s3cret")
     assert_right(values)
     assert st["small"] == "computed" and st["big"] == "cached"

@@ -6,6 +6,7 @@ raises is re-raised as itself, so the traceback points into the user's cell.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import re
 import shlex
@@ -127,6 +128,24 @@ _RUN.add_argument("--inputs", default=None)
 _RUN.add_argument("--overrides", default=None)
 _RUN.add_argument("-q", "--quiet", action="store_true")
 
+_CELL_DEFAULTS = vars(_CELL.parse_args([]))
+_RUN_DEFAULTS = vars(_RUN.parse_args([]))
+# A line of words without quotes, and without whitespace other than shlex's: shlex.split gives
+# what str.split gives.
+_PLAIN_LINE = re.compile(r"[ \t\r\n!#-&(-~]*\Z")
+
+
+def _parse_cell(words: list[str]) -> argparse.Namespace:
+    # No option (most cells): argparse's answer without its cost, a tenth of an all-hit run.
+    return argparse.Namespace(**_CELL_DEFAULTS) if not words else _CELL.parse_args(words)
+
+
+def _parse_run(words: list[str]) -> argparse.Namespace:
+    # Node names only (`%hamilton run a b`): what argparse makes of them, without its cost.
+    if any(w.startswith("-") for w in words):
+        return _RUN.parse_args(words)
+    return argparse.Namespace(**{**_RUN_DEFAULTS, "nodes": list(words)})
+
 _SETTING = re.compile(r"^([A-Za-z_]\w*)=(.*)$")
 
 
@@ -206,6 +225,8 @@ class HamiltonMagics(Magics):
         return value
 
     def _split(self, text: str) -> list[str]:
+        if _PLAIN_LINE.match(text):
+            return text.split()  # what shlex gives for it, in a tenth of the time
         # posix=False keeps quotes inside words, so `--config dict(mode='x')` survives intact;
         # only quotes around a whole word are removed.
         try:
@@ -283,7 +304,7 @@ class HamiltonMagics(Magics):
 
     def _cell_magic(self, line: str, cell: str) -> Any:
         __tracebackhide__ = True
-        args = _CELL.parse_args(self._split(line))
+        args = _parse_cell(self._split(line))
         # Every option is checked before anything changes: a bad option leaves DAG, config and
         # namespace as they were.
         inputs = self._eval_dict(args.inputs, "inputs")
@@ -351,7 +372,7 @@ class HamiltonMagics(Magics):
             raise UsageError(str(e)) from None
 
     def _cmd_run(self, rest: list[str]) -> None:
-        args = _RUN.parse_args(rest)
+        args = _parse_run(rest)
         nodes = [n for word in args.nodes for n in word.split(",") if n]
         if args.stale:
             if nodes or args.inputs or args.overrides:

@@ -328,6 +328,16 @@ def test_run_subcommand_computes_and_binds_nodes(nb):
     assert nb.statuses() == {"a": "computed", "b": "computed", "c": "computed"}
 
 
+def test_run_line_of_names_split_by_commas_tabs_and_spaces_binds_each_one(nb):
+    nb.cell(CHAIN, line="--register-only", cell_id="c1")
+    nb.line("run a,b\t c ")
+    assert (nb.value("a"), nb.value("b"), nb.value("c")) == (1, 2, 20)
+    with pytest.raises(UsageError, match="--bogus"):
+        nb.line("run a --bogus")  # an option still goes through the parser, refused
+    with pytest.raises(UsageError, match="Unknown node"):
+        nb.line("run 'a b'")  # a quoted word is one name, as before
+
+
 def test_run_of_unknown_node_is_a_usage_error_naming_known_nodes(nb):
     nb.cell(CHAIN, cell_id="c1")
     with pytest.raises(UsageError, match="nope") as e:

@@ -291,3 +291,44 @@ def test_disk_value_changed_after_it_was_verified_is_caught_on_the_next_load(tmp
             s.load(entry)
     finally:
         s.close()
+
+
+# -- the journal's own behaviour (disk only) ------------------------------------------------------
+
+
+def _journal_lines(root) -> list[str]:
+    return [line for j in sorted((root / "index").glob("*.jsonl"))
+            for line in j.read_text().splitlines()]
+
+
+def test_repeated_touches_within_a_minute_write_one_line_and_still_order_eviction(tmp_path):
+    s = DiskStore(tmp_path / "cache")
+    e1, _ = put(s, "k1", "n1", 1), put(s, "k2", "n2", 2)
+    before = len(_journal_lines(tmp_path / "cache"))
+    s.touch(["k1"])
+    s.flush()
+    assert len(_journal_lines(tmp_path / "cache")) == before + 1
+    first = s.lookup("k1").last_used
+    time.sleep(0.01)
+    for _ in range(5):  # an unchanged cell re-run five times
+        s.touch(["k1"])
+        s.flush()
+    assert len(_journal_lines(tmp_path / "cache")) == before + 1  # no line per re-run
+    assert s.lookup("k1").last_used > first > e1.last_used  # in memory at once
+    # k1 was used last: the least recently used (k2) goes first
+    assert s.evict(max_bytes=s.lookup("k1").size) == 1
+    assert s.lookup("k1") is not None and s.lookup("k2") is None
+    s.close()
+    reopened = DiskStore(tmp_path / "cache")  # the line written says k1 was used after k2
+    assert reopened.lookup("k1").last_used >= first
+    reopened.close()
+
+
+def test_a_record_orjson_refuses_is_written_with_json_and_reads_back(tmp_path):
+    s = DiskStore(tmp_path / "cache")
+    put(s, "k1", "n1", 1, parts={"deps": {}, "huge": 2**70})  # beyond 64 bits
+    s.close()
+    reopened = DiskStore(tmp_path / "cache")
+    assert reopened.lookup("k1").parts["huge"] == 2**70
+    assert reopened.load(reopened.lookup("k1")) == 1
+    reopened.close()

@@ -71,7 +71,7 @@ class _Sink:
 
 
 class _Unpickler(pickle.Unpickler):
-    """The C unpickler; a reference is the array mapped for it, a global must be allowed."""
+    """The C unpickler; a reference is the array mapped for it."""
 
     def __init__(self, data: bytes, arrays: list[np.ndarray]) -> None:
         super().__init__(io.BytesIO(data))
@@ -79,6 +79,11 @@ class _Unpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         return self._arrays[pid]
+
+
+class _CheckingUnpickler(_Unpickler):
+    """The first rebuild of a new skeleton: every global it names must be allowed (later
+    loads of that skeleton, made by this process, need not ask again)."""
 
     def find_class(self, module: str, name: str) -> Any:
         if module.partition(".")[0] not in _ALLOWED:
@@ -124,7 +129,7 @@ def make(value: Any, filename: str, ident: tuple[Any, ...]) -> Skeleton | None:
             return None  # nothing mapped: nothing to gain over joblib
         # Rebuilt once over the same arrays: every global it names must be allowed, and the
         # result must be of the loaded value's type.
-        if type(_Unpickler(data, originals).load()) is not type(value):
+        if type(_CheckingUnpickler(data, originals).load()) is not type(value):
             return None
     except (_NoSkeleton, pickle.PickleError, TypeError, AttributeError, ValueError):
         return None  # not picklable again, or not from allowed modules: joblib every time

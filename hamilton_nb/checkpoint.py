@@ -711,8 +711,7 @@ class Checkpoints:
         self._journal = None
         token = os.urandom(8).hex()  # the lines appended to this very file carry it
         data = (self._whole_text(head, token) + "\n").encode("utf-8")
-        atomic_write(path, data)
-        st = os.stat(path, follow_symlinks=False)
+        st = atomic_write(path, data)  # (the file written, not whatever is at path by now)
         cells = self.session.dag.cells
         self._journal = _Journal(path, token, head_text, {c: v.body for c, v in cells.items()},
                                  list(cells), st.st_ino, st.st_size)

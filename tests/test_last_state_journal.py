@@ -192,6 +192,37 @@ def test_a_file_another_kernel_replaced_is_written_whole_not_appended_to(chain, 
     other.s.close()
 
 
+def test_a_file_replaced_just_after_our_whole_write_is_not_appended_to(chain, monkeypatch):
+    # Another kernel renames its record into place right after ours: our next line must not
+    # go onto its file (its first line has another token: our line would be dropped).
+    real = checkpoint.atomic_write
+    raced: list[bytes] = []
+
+    def write_then_lose_the_race(path: Path, data: bytes, *a: Any) -> Any:
+        st = real(path, data, *a)
+        if not raced:  # the same record under another token: the same size, another inode
+            i = data.index(b'"journal": "') + len(b'"journal": "')
+            other = data[:i] + (b"1" if data[i:i + 1] == b"0" else b"0") + data[i + 1:]
+            raced.append(other)
+            real(path, other)
+        return st
+
+    monkeypatch.setattr(checkpoint, "atomic_write", write_then_lose_the_race)
+    chain.s.checkpoints._journal = None
+    chain.s.checkpoints.save_state()  # written whole, then replaced behind our back
+    assert path_bytes(chain) == raced[0]
+    monkeypatch.setattr(checkpoint, "atomic_write", real)
+    edit(chain, 5, const=100)
+    assert len(path_bytes(chain).splitlines()) == 1  # written whole again, not appended to
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert without_times(checkpoint._read(state_file(chain))) == whole(chain.s)
+
+
+def path_bytes(p: PlainSession) -> bytes:
+    return state_file(p).read_bytes()
+
+
 def test_the_file_is_written_whole_again_once_its_lines_outgrow_it(chain, monkeypatch):
     monkeypatch.setattr(checkpoint._Journal, "LIMIT", 0)  # as soon as lines outgrow the base
     path = state_file(chain)

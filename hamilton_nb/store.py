@@ -291,6 +291,7 @@ class _HashingFile:
 TOUCH_WRITE_EVERY = 60.0  # seconds between two last-used lines for one entry (see flush)
 _SAMPLE = 64 * 1024
 _SKELETONS_KEPT = 1024  # value files whose skeleton (~1 kB each) a store keeps
+_NO_VALUE = object()
 
 
 def _file_identity(path: Path) -> tuple[int, int, int, int, str]:
@@ -1050,31 +1051,34 @@ class DiskStore:
                 ident = _fd_identity(fh.fileno(), st)
                 if verify and not self._holds(path, entry.checksum, ident):
                     raise CorruptEntry(f"value file of `{entry.node}` is damaged: {path}")
-                if not verify:
-                    self._load_idents[path.name] = ident
+                value, fresh = _NO_VALUE, False
                 if entry.fmt == "parquet":
                     import pandas as pd
 
-                    return pd.read_parquet(path)
-                skeleton = self._skeletons.get(path.name)
-                if skeleton is not None and skeleton.ident == ident:
+                    value = pd.read_parquet(path)
+                elif ((skeleton := self._skeletons.get(path.name)) is not None
+                      and skeleton.ident == ident):
                     try:
-                        return _mapload.load(skeleton, fh)
+                        value = _mapload.load(skeleton, fh)
                     except Exception:  # whatever it is, joblib's own load below says it
                         self._skeletons.pop(path.name, None)
-            # copy-on-write memory map: arrays load lazily, and a node that mutates its input
-            # changes its own copy in memory, never the file.
-            value = joblib.load(path, mmap_mode="c")
+            if value is _NO_VALUE:
+                # copy-on-write memory map: arrays load lazily, and a node that mutates its
+                # input changes its own copy in memory, never the file.
+                value, fresh = joblib.load(path, mmap_mode="c"), True
         except CorruptEntry:
             raise
         except Exception as e:
             raise CorruptEntry(f"value of `{entry.node}` is unreadable ({path}): {e}") from e
-        # The next load of this same file rebuilds the value without joblib's Python unpickler.
-        skeleton = _mapload.make(value, os.path.abspath(path), ident)
-        if skeleton is not None:
-            if len(self._skeletons) >= _SKELETONS_KEPT:
-                self._skeletons.pop(next(iter(self._skeletons)), None)  # the oldest
-            self._skeletons[path.name] = skeleton
+        if not verify:  # loaded: already_verified() asks about this very file next
+            self._load_idents[path.name] = ident
+        if fresh:
+            # The next load of this same file rebuilds the value without joblib's unpickler.
+            skeleton = _mapload.make(value, os.path.abspath(path), ident)
+            if skeleton is not None:
+                if len(self._skeletons) >= _SKELETONS_KEPT:
+                    self._skeletons.pop(next(iter(self._skeletons)), None)  # the oldest
+                self._skeletons[path.name] = skeleton
         return value
 
     def entries(self) -> list[Entry]:

@@ -70,6 +70,11 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.cwd() / DEFAULT_CACHE_DIRNAME
 
 
+# Values that cannot change in place (see Session._held).
+_HELD_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None)})
+_NOT_BOUND = object()
+
+
 class Session:
     """State of hamilton_nb in one kernel. Get it with :func:`hamilton_nb.session`.
 
@@ -125,6 +130,11 @@ class Session:
         self._shown_reused: tuple[str, ...] = ()  # the reused frontier of the latest run
         # name -> (id() of the object we bound, its data version): names hamilton_nb bound
         self._bound: dict[str, tuple[int, str | None]] = {}
+        # name -> (the immutable value bound, its data version), for small atoms (numbers,
+        # strings): held, so while the namespace holds that very object it is the node's value
+        # unchanged (it cannot change in place, and its id cannot be reused) — a re-run that
+        # hits the same data version leaves it bound instead of loading it again.
+        self._held: dict[str, tuple[Any, str | None]] = {}
         self.on_change = "flag"  # what a run that changes a node does to stale bound names
         self._verifier = _Verifier()
         self.notebook_name: str | None = None  # set by `%hamilton restore --notebook NAME`
@@ -539,6 +549,10 @@ class Session:
         inputs, overrides = inputs or {}, overrides or {}
         outs = list(outputs)
         sources = (inputs, overrides, self.dag.config, self.namespace)
+        deps, is_input = self.dag.deps, self.dag.inputs
+        if not any(d in is_input and not any(d in src for src in sources)
+                   for name in outs for d in deps[name]):
+            return {}  # every external input they read is given (or they read none)
         out: dict[str, list[str]] = {}
         for name in self.dag.order_of(outs):
             n = self.dag.nodes[name]
@@ -640,6 +654,11 @@ class Session:
             dv = versions.get(name)
             if isinstance(value, Lazy):
                 dv = value.data_version
+                held = self._held.get(name)
+                if (held is not None and held[1] == dv and dv is not None
+                        and self.namespace.get(name, _NOT_BOUND) is held[0]):
+                    done.append(name)  # that very immutable value is still bound: nothing to do
+                    continue
                 entry = value.entry
                 # A small file is verified at once (cheap); a large one in the background.
                 checked = entry is None or entry.size <= VERIFY_NOW_BYTES
@@ -662,6 +681,9 @@ class Session:
             self._unbind(name)
             self.namespace[name] = value
             self._bound[name] = (id(value), dv)
+            if type(value) in _HELD_TYPES and (not isinstance(value, str | bytes)
+                                                or len(value) <= 4096):
+                self._held[name] = (value, dv)  # small: holding it costs nothing after `del`
             done.append(name)
         if unverified:
             self._verifier.start(self.store, unverified)
@@ -710,6 +732,7 @@ class Session:
             return value
 
     def _unbind(self, name: str) -> None:
+        self._held.pop(name, None)
         bound = self._bound.pop(name, None)
         if (bound is not None and name in self.namespace
                 and id(self.namespace[name]) == bound[0]):

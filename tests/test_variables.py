@@ -399,3 +399,40 @@ def test_restore_with_an_unreadable_value_and_no_inputs_yet_binds_the_others(tmp
         report = p2.s.restore()
     assert report.bound == ["one"] and p2.ns["one"] == 1 and "arr" not in p2.ns
     p2.s.close()
+
+
+# -- small immutable values kept bound across all-hit re-runs (Session._held) --------------------
+
+SCALARS = """
+def count() -> int:
+    hnb_calls.log.append("count")
+    return 1234567
+
+def label(count: int) -> str:
+    return f"n={count}"
+"""
+
+
+def test_rerun_rebinds_a_scalar_the_user_reassigned_to_another_number(nb, calls):
+    nb.cell(SCALARS, cell_id="s")
+    assert nb.ns["count"] == 1234567
+    nb.run("count = 7654321")
+    nb.cell(SCALARS, cell_id="s")
+    assert nb.ns["count"] == 1234567 and nb.statuses()["count"] == "cached"
+    assert calls == ["count"]
+
+
+def test_rerun_binds_again_a_scalar_the_user_deleted(nb):
+    nb.cell(SCALARS, cell_id="s")
+    nb.run("del label")
+    nb.cell(SCALARS, cell_id="s")
+    assert nb.ns["label"] == "n=1234567"
+
+
+def test_rerun_after_the_value_changed_binds_the_new_scalar(nb):
+    nb.cell(SCALARS, cell_id="s")
+    held = nb.ns["count"]
+    nb.cell(SCALARS.replace("1234567", "42"), cell_id="s")
+    assert nb.ns["count"] == 42 and nb.ns["label"] == "n=42"
+    nb.cell(SCALARS, cell_id="s")  # back: a hit on the first value, bound again
+    assert nb.ns["count"] == held == 1234567 and nb.ns["label"] == "n=1234567"

@@ -369,7 +369,16 @@ class _BoundedSink:
         return n
 
 
+_ATOMS = frozenset({int, float, bool, complex, type(None)})
+
+
 def _pickle_inline(value: Any) -> bytes | None:
+    t = type(value)
+    if t in _ATOMS or (t is str and len(value) < INLINE_LIMIT // 4):
+        # Small by construction (a str is at most 4 bytes a character in UTF-8): pickled in
+        # one C call, not through the bounded sink's Python write() (most tiny nodes).
+        data = pickle.dumps(value, protocol=5)
+        return data if len(data) < INLINE_LIMIT else None
     sink = _BoundedSink()
     try:
         pickle.Pickler(sink, protocol=5).dump(value)

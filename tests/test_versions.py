@@ -542,3 +542,72 @@ def test_plain_string_path_is_keyed_by_name_only(ps, calls, tmp_path):
 def test_data_file_rejects_unknown_mode():
     with pytest.raises(ValueError, match="content"):
         hamilton_nb.DataFile("x.csv", by="hash")
+
+
+# -- the fast code analysis says exactly what the standard library would ------------------------
+
+_CORPUS = ["json", "ast", "dis", "inspect", "typing", "dataclasses", "argparse", "email.message",
+           "hamilton.driver", "hamilton.function_modifiers.base", "hamilton_nb.session"]
+
+
+def _corpus_trees():
+    import ast
+
+    for name in _CORPUS:
+        path = importlib.import_module(name).__file__
+        with open(path, encoding="utf-8") as f:
+            yield path, ast.parse(f.read())
+
+
+def test_bytecode_name_scan_reports_what_dis_reports_for_every_code_object():
+    import dis
+    import types
+
+    from hamilton_nb import versions as V
+
+    def by_dis(code):
+        g, im = set(), set()
+        for ins in dis.get_instructions(code):
+            if ins.opname in V._GLOBAL_OPS and isinstance(ins.argval, str):
+                g.add(ins.argval)
+            elif ins.opname == "IMPORT_NAME" and ins.argval:
+                im.add(ins.argval)
+        return g, im
+
+    codes = []
+
+    def walk(c):
+        codes.append(c)
+        for k in c.co_consts:
+            if isinstance(k, types.CodeType):
+                walk(k)
+
+    for path, tree in _corpus_trees():
+        walk(compile(tree, path, "exec"))
+    # more than 256 names: arguments that need EXTENDED_ARG
+    walk(compile("\n".join(f"v{i} = g{i}" for i in range(700)) + "\nimport os.path\n",
+                 "<many>", "exec"))
+    assert len(codes) > 1000
+    assert [by_dis(c) for c in codes] == [V._scan_names(c) for c in codes]
+
+
+def test_fast_ast_dump_is_ast_dump_and_docstrings_go_at_every_depth():
+    import ast
+
+    from hamilton_nb import versions as V
+
+    n = 0
+    for _, tree in _corpus_trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                n += 1
+                assert V._dump(node) == ast.dump(node, annotate_fields=False,
+                                                 include_attributes=False)
+    assert n > 500
+    with_doc = ast.parse('def f():\n    """doc"""\n    class C:\n        """inner"""\n'
+                         '        def g(self):\n            """deep"""\n            return 1\n'
+                         '    return C\n').body[0]
+    without = ast.parse("def f():\n    class C:\n        def g(self):\n            return 1\n"
+                        "    return C\n").body[0]
+    assert V._dump_without_docstrings(with_doc) == V._dump_without_docstrings(without)
+    assert "'doc'" in ast.dump(with_doc)  # the tree itself is left as it was

@@ -1184,6 +1184,10 @@ def _class_version(cls: type, ctx: _Ctx) -> str:
 
 def relevant_config(fn: Callable[..., Any], config: Mapping[str, Any]) -> list[str]:
     """Config keys Hamilton's decorators on ``fn`` read when they build its nodes."""
+    if not config or not getattr(fn, "__dict__", None):
+        # No config to read, or no decorator attached anything to the function (Hamilton's
+        # defaults for a plain function read no config): nothing to ask Hamilton.
+        return []
     from hamilton.function_modifiers import base as fm_base
 
     keys: set[str] = set()

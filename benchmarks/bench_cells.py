@@ -120,9 +120,12 @@ class Notebook:
         return hamilton_nb.session()
 
     def fresh(self) -> Path:
-        """An empty notebook: no DAG, empty namespace, a new cache folder."""
+        """An empty notebook: no DAG, empty namespace, a new cache folder, and the process's
+        memos of code analysis forgotten — a first run here costs what it costs in a new
+        kernel, not what it costs for cells this process has already analysed."""
         s = self.session
         s.reset()
+        forget_code_memos(s)
         self.ip.reset(new_session=False)
         old = s.cache_dir
         cache = self.work.cache("cells")
@@ -153,6 +156,17 @@ class Notebook:
     def statuses(self) -> dict[str, str]:
         df = self.session.last_run()
         return dict(zip(df["node"], df["status"], strict=True))
+
+
+def forget_code_memos(s: hamilton_nb.Session) -> None:
+    """Empty the memos keyed by code content that a process fills as it analyses cells (they
+    are what make the second analysis of a text cheap): a new kernel starts with none."""
+    from hamilton_nb import graph, versions
+
+    versions._STATIC_BY_TEXT.clear()
+    versions._code_info.cache_clear()
+    graph._code_names.cache_clear()
+    s._static.clear()
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -205,6 +219,26 @@ def bench_tiny_cells(nb: Notebook, layers: int, width: int, reps: int) -> list[R
     ham_hit = med(lambda dr=dr: dr.execute(all_nodes), max(reps, 5))
     del dr
 
+    # Plain Hamilton as a notebook user runs it without hamilton_nb: the same functions in
+    # ordinary cells (IPython compiles and runs each one), then a cell that builds a driver
+    # from them (Hamilton's ad_hoc_utils, made for notebooks) and executes every node.
+    driver_cell = ("from hamilton import ad_hoc_utils as _ahu, driver as _drv\n"
+                   "_res = _drv.Builder().with_modules(_ahu.create_temporary_module("
+                   "*[globals()[_n] for _n in _names])).build().execute(_names)\n")
+
+    def plain_cells() -> None:
+        for cid, block in zip(ids, blocks, strict=True):
+            nb.run(block, cid)
+        nb.run(driver_cell, "driver")
+
+    plain_cell_runs = []
+    for _ in range(reps):
+        nb.fresh()
+        nb.ip.user_ns["_names"] = all_nodes
+        plain_cell_runs.append(timed(plain_cells))
+    assert nb.ip.user_ns["_res"] == ref
+    t_plain_cells = statistics.median(plain_cell_runs)
+
     nb_first, nb_rerun, noop = [], [], []
     for _ in range(reps):
         nb.fresh()
@@ -218,7 +252,8 @@ def bench_tiny_cells(nb: Notebook, layers: int, width: int, reps: int) -> list[R
         noop.append(timed(noop_all))
     t_first, t_rerun, t_noop = map(statistics.median, (nb_first, nb_rerun, noop))
     net = t_rerun - t_noop
-    per_node = (t_first - t_noop - t_plain) / n_nodes
+    per_node_module = (t_first - t_noop - t_plain) / n_nodes
+    per_node = (t_first - t_plain_cells) / n_nodes
     return [
         Row(f"(1) plain Hamilton: build + execute {n_nodes} nodes", None, t_plain, ratio=False),
         Row("(1)   of which execute()", None, t_plain_exec, ratio=False),
@@ -228,8 +263,13 @@ def bench_tiny_cells(nb: Notebook, layers: int, width: int, reps: int) -> list[R
         Row(f"(1) re-run all {layers} cells unchanged (raw)", t_rerun, ham_hit),
         Row(f"(1) re-run all {layers} unchanged, net / Hamilton all-hit", net, ham_hit,
             "<= 0.1x", net <= 0.1 * ham_hit),
-        Row("(3) first-run overhead per node over plain Hamilton", per_node, None,
-            "<= 0.150 ms/node", per_node <= 0.15e-3, unit="ms/node", ratio=False),
+        Row(f"(3) plain Hamilton through cells: {layers} cells + a driver cell",
+            None, t_plain_cells, ratio=False),
+        Row("(3) first-run overhead per node over plain Hamilton, both through cells",
+            per_node, None, "<= 0.150 ms/node", per_node <= 0.15e-3, unit="ms/node",
+            ratio=False),
+        Row("(3)   (over plain Hamilton from an imported module, net of IPython)",
+            per_node_module, None, unit="ms/node", ratio=False),
     ]
 
 

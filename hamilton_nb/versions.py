@@ -84,7 +84,7 @@ def _hasher() -> xxhash.xxh3_128:
 
 def hash_strings(*parts: str) -> str:
     """Hash a few strings unambiguously (each length-prefixed) in one xxh3 call (hot path)."""
-    return xxhash.xxh3_128_hexdigest("".join(f"{len(p)}:{p}" for p in parts).encode())
+    return xxhash.xxh3_128_hexdigest("".join([f"{len(p)}:{p}" for p in parts]).encode())
 
 
 _NO_CYCLE = 1 << 30

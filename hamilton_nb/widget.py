@@ -1026,14 +1026,20 @@ class Panel(W.VBox):
         if msg is None or msg != self._handle_msg:
             return
         # The graph the widget just got, made of the same rows (building it again for the
-        # output cost as much as the rest of the panel's work for a run).
+        # output cost as much as the rest of the panel's work for a run). The table lists
+        # this run's rows, as the snapshot it becomes does: every row of a 500-node DAG in
+        # each cell's output made the output of a one-cell re-run cost the whole notebook.
+        rows = list(self.rows.values())
+        shown = [r for r in rows if r.in_last_run] or rows
+        if graph is None:
+            graph = self.graph_bundle()
         data = super()._repr_mimebundle_() or {}
-        data.update(self.static_bundle(state=True, graph=graph))
+        data.update({"text/plain": self.to_text(shown),
+                     "text/html": self.to_html(shown, svg=graph["text/html"]),
+                     DAG_MIME: graph[DAG_MIME]})
         self._handle.update(data, raw=True)
         # What this output keeps when a later cell shows the panel: the rows and summary of
         # this run as it ended (rows are immutable: keeping them costs a list).
-        rows = list(self.rows.values())
-        shown = [r for r in rows if r.in_last_run] or rows
         self._final = (msg, shown, self.summary_text())
 
     def static_bundle(self, last_run_only: bool = False, state: bool = False,

@@ -311,17 +311,23 @@ def _resolution_inputs(functions: Mapping[str, Any]) -> tuple | None:
         if type(fn) is not types.FunctionType or fn.__dict__ or fn.__closure__:
             return None
         ann = fn.__annotations__
+        plain_classes = True
         for a in ann.values():
             if isinstance(a, str):
                 # `from __future__ import annotations`: Hamilton evaluates the text in the
                 # notebook's namespace, where the name may now be another class.
                 return None
+            plain_classes = plain_classes and type(a) is type
+        # Classes of the plain metaclass compare by identity: a tuple of them compares in C
+        # (most node functions: `-> int`, `: pd.DataFrame`); anything else through the
+        # careful comparison of _Annotations.
+        anns = tuple(ann.items()) if plain_classes else _Annotations(ann)
         d, kwd = fn.__defaults__, fn.__kwdefaults__
         defaults = tuple(_default_token(v) for v in d) if d else ()
         kwdefaults = tuple(sorted((k, _default_token(v)) for k, v in kwd.items())) if kwd \
             else ()
-        out.append((name, fn.__code__, fn.__module__, fn.__qualname__, _Annotations(ann),
-                    defaults, kwdefaults))
+        out.append((name, fn.__code__, fn.__module__, fn.__qualname__, anns, defaults,
+                    kwdefaults))
     return tuple(out)
 
 

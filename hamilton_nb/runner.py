@@ -204,6 +204,7 @@ class Runner:
         self.versioner = CodeVersioner(static_cache)  # replaced at the start of every run
         self._cv: dict[str, tuple[str | None, dict[str, Any]]] = {}  # code versions, this run
         self._planned: dict[str, str] = {}  # see _run_planned
+        self.hit_entries: dict[str, Entry] = {}
 
     # -- public -------------------------------------------------------------------------------
 
@@ -281,6 +282,7 @@ class Runner:
         pending: list[tuple[str, Entry]] = []  # hits, announced once the plan stands
 
         hits: dict[str, Entry] = {}
+        self.hit_entries = hits  # the entries this run's hits came from (Session.execute)
         blocked: set[str] = set()
         deferred: set[str] = set()
         expands = self.dag.expands

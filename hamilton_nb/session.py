@@ -488,8 +488,10 @@ class Session:
                 continue
             parts = runner.parts.get(ev.node)
             if parts is None:  # a hit on a remembered key: its entry says what it was made of
-                key = runner.keys.get(ev.node)
-                entry = self.store.lookup(key) if key else None
+                entry = runner.hit_entries.get(ev.node)
+                if entry is None:
+                    key = runner.keys.get(ev.node)
+                    entry = self.store.lookup(key) if key else None
                 parts = entry.parts if entry is not None else None
             if parts is not None:
                 self._used_deps[ev.node] = (ev, parts.get("deps", {}))

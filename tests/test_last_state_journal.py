@@ -19,27 +19,9 @@ from typing import Any
 
 import pytest
 from conftest import PlainSession
+from dag_sources import chain_cell, expected_c
 
 from hamilton_nb import Session, checkpoint
-
-
-def chain_cell(i: int, const: int = 7) -> str:
-    up = f"c_{i - 1}: int" if i else ""
-    first = f"c_{i - 1} + 1" if i else "1"
-    return (
-        f"def a_{i}({up}) -> int:\n    return {first}\n\n\n"
-        f"def b_{i}(a_{i}: int) -> int:\n    return a_{i} * 2\n\n\n"
-        f"def c_{i}(b_{i}: int) -> int:\n    return b_{i} + {const}\n"
-    )
-
-
-def expected_c(n: int, edits: dict[int, int] | None = None) -> int:
-    c = 0
-    for i in range(n + 1):
-        a = 1 if i == 0 else c + 1
-        c = a * 2 + (edits or {}).get(i, 7)
-    return c
-
 
 N = 12
 

@@ -7,16 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-
-def chain_cell(i: int, const: int = 7) -> str:
-    up = f"c_{i - 1}: int" if i else ""
-    first = f"c_{i - 1} + 1" if i else "1"
-    return (
-        f"def a_{i}({up}) -> int:\n    return {first}\n\n\n"
-        f"def b_{i}(a_{i}: int) -> int:\n    return a_{i} * 2\n\n\n"
-        f"def c_{i}(b_{i}: int) -> int:\n    return b_{i} + {const}\n"
-    )
+from dag_sources import chain_cell
 
 
 def nodes_of(cells: range) -> list[str]:

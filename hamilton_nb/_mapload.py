@@ -53,19 +53,22 @@ class _NoSkeleton(Exception):
     """The value cannot be rebuilt from a skeleton: it is loaded through joblib."""
 
 
-class _Sink:
-    """A file that takes at most SKELETON_MAX bytes: a value whose data is in the pickle
-    itself stops being pickled after that much, not after all of it."""
+class BoundedSink:
+    """A file for a Pickler that takes at most ``limit`` bytes, then raises ``error``: a value
+    too big for where it goes stops being pickled after that much, not after all of it (the C
+    pickler writes large buffers, array data, straight to the file, so a 200 MB frame is
+    abandoned after its metadata instead of being copied whole into a bytes object first)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int, error: type[Exception]) -> None:
         self.parts: list[bytes] = []
         self.size = 0
+        self.limit, self.error = limit, error
 
     def write(self, data: Any) -> int:
         n = memoryview(data).nbytes
         self.size += n
-        if self.size > SKELETON_MAX:
-            raise _NoSkeleton
+        if self.size > self.limit:
+            raise self.error
         self.parts.append(bytes(data))
         return n
 
@@ -121,7 +124,7 @@ def make(value: Any, filename: str, ident: tuple[Any, ...]) -> Skeleton | None:
             originals.append(obj)
             return ref
 
-    sink = _Sink()
+    sink = BoundedSink(SKELETON_MAX, _NoSkeleton)
     try:
         Pickler(sink, protocol=5).dump(value)
         data = b"".join(sink.parts)

@@ -349,26 +349,6 @@ class _TooBig(Exception):
     pass
 
 
-class _BoundedSink:
-    """File-like target for a Pickler that gives up as soon as INLINE_LIMIT bytes are reached.
-
-    The C pickler writes large buffers (array data) straight to the file, so a 200 MB frame is
-    abandoned after its metadata instead of being copied whole into a bytes object first.
-    """
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    def write(self, data: Any) -> int:
-        n = memoryview(data).nbytes
-        self.size += n
-        if self.size >= INLINE_LIMIT:
-            raise _TooBig
-        self.parts.append(bytes(data))
-        return n
-
-
 _ATOMS = frozenset({int, float, bool, complex, type(None)})
 
 
@@ -379,7 +359,7 @@ def _pickle_inline(value: Any) -> bytes | None:
         # one C call, not through the bounded sink's Python write() (most tiny nodes).
         data = pickle.dumps(value, protocol=5)
         return data if len(data) < INLINE_LIMIT else None
-    sink = _BoundedSink()
+    sink = _mapload.BoundedSink(INLINE_LIMIT - 1, _TooBig)  # inline: under INLINE_LIMIT
     try:
         pickle.Pickler(sink, protocol=5).dump(value)
     except Exception:  # _TooBig, or unpicklable: the joblib path reports it properly

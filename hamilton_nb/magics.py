@@ -149,16 +149,25 @@ def _parse_run(words: list[str]) -> argparse.Namespace:
 _SETTING = re.compile(r"^([A-Za-z_]\w*)=(.*)$")
 
 
+_CHOICES = {"on_change": ("flag", "refresh"), "file_check": ("content", "stat")}
+
+
+def _check_choice(key: str, value: str, extra: list[str]) -> None:
+    """A setting with a fixed set of values, checked before any setting is applied."""
+    choices = _CHOICES[key]
+    if extra or value not in choices:
+        got = " ".join([value, *extra])
+        raise UsageError(f"{key} must be one of {', '.join(choices)}; got {got!r}. Nothing "
+                         f"was changed.")
+
+
 def _set_on_change(session: Session, value: str, extra: list[str]) -> None:
-    if extra:
-        raise UsageError(f"on_change takes one value (flag or refresh), not {' '.join(extra)!r}.")
+    _check_choice("on_change", value, extra)
     session.set_on_change(value)
 
 
 def _set_file_check(session: Session, value: str, extra: list[str]) -> None:
-    if extra:
-        raise UsageError(f"file_check takes one value (content or stat), not "
-                         f"{' '.join(extra)!r}.")
+    _check_choice("file_check", value, extra)
     session.set_file_check(value)
 
 
@@ -442,6 +451,13 @@ class HamiltonMagics(Magics):
                     f"write a dict expression, e.g. `%hamilton config dict({key}={value!r})`."
                 )
             todo.append((key, value, []))
+        # ... and every value: a bad one must leave all settings as they were. The executor
+        # can only be checked by starting it, so it goes first: when it fails, nothing else
+        # has been applied yet.
+        for key, value, extra in todo:
+            if key in _CHOICES:
+                _check_choice(key, value, extra)
+        todo.sort(key=lambda t: t[0] != "executor")
         for key, value, extra in todo:
             SETTINGS[key](s, value, extra)
 

@@ -100,6 +100,7 @@ def nb(_shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: list
     s.settings.behavior.clear()
     s.settings.format.clear()
     s.settings.warned.clear()  # "said once" warnings: once per test, not once per test run
+    s.on_change = "flag"
     s.set_cache_dir(cache)
     ip.user_ns[CALLS_MODULE] = sys.modules[CALLS_MODULE]
     yield NB(ip)

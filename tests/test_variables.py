@@ -260,6 +260,20 @@ def test_config_takes_session_settings_or_a_dict_expression(nb, capsys):
     nb.line("config dict()")
 
 
+def test_a_bad_value_in_a_config_line_changes_no_setting(nb):
+    before = (nb.session.on_change, nb.session.settings.file_check)
+    for line in ("config on_change=refresh file_check=bogus",
+                 "config file_check=stat on_change=sometimes",
+                 "config on_change=refresh file_check=stat extra",
+                 "config on_change=refresh executor=nowhere"):
+        with pytest.raises(UsageError):
+            nb.line(line)
+        assert (nb.session.on_change, nb.session.settings.file_check) == before, line
+    nb.line("config on_change=refresh file_check=stat")  # both good: both applied
+    assert (nb.session.on_change, nb.session.settings.file_check) == ("refresh", "stat")
+    nb.line("config on_change=flag file_check=content")
+
+
 # -- per-notebook restore ---------------------------------------------------------------------
 
 

@@ -86,6 +86,10 @@ class RestoreReport:
     #: code (a helper, constant, default, ...) or an input changed since the value was made:
     #: not bound, computed on the next run
     changed: list[str] = field(default_factory=list)
+    #: keyed on a Parallelizable's per-item branches (a Collect and what follows it): a restore
+    #: cannot key them again without the items, so they are left to the next run (a hit when
+    #: nothing changed)
+    after_fan_out: list[str] = field(default_factory=list)
     missing_names: dict[str, list[str]] = field(default_factory=dict)  # node -> undefined globals
     saved_as: str | None = None  # automatic checkpoint of the state before restoring
     seconds: float = 0.0
@@ -121,6 +125,10 @@ class RestoreReport:
         if self.changed:
             lines.append(f"  Changed since they were saved (code, a helper, a constant or an "
                          f"input; computed on next run): {', '.join(self.changed)}.")
+        if self.after_fan_out:
+            lines.append(f"  Collected from a Parallelizable's items, which a restore does not "
+                         f"check again (the next run takes them from the cache if nothing "
+                         f"changed): {', '.join(self.after_fan_out)}.")
         return "\n".join(lines)
 
     def _whose(self, prefix: str = " for") -> str:
@@ -995,6 +1003,9 @@ def _rekey(s: Session, runner: Runner, saved: Mapping[str, Any],
     dag, ns, config = s.dag, s.namespace, s.dag.config
     runner.dv, runner.parts = {}, {}
     out: list[tuple[str, Entry]] = []
+    # Nodes run once per item (keyed per item, no key of their own) and those keyed on them:
+    # without the items their keys cannot be made again here.
+    fanned = set(dag.fan_out(dag.order))
     for name in dag.order:
         n = dag.nodes[name]
         if n.user_defined:
@@ -1017,6 +1028,10 @@ def _rekey(s: Session, runner: Runner, saved: Mapping[str, Any],
                 continue
             files = runner._loader_files(name, n, inputs)
         key, parts = runner._key(n, name, files)
+        if key is None and not fanned.isdisjoint(dag.deps[name]):
+            fanned.add(name)
+            report.after_fan_out.append(name)
+            continue
         store_entry = s.store.lookup(key) if key else None
         if store_entry is None:
             # Restored before the ordinary cells ran again: a helper or input it reads is not

@@ -123,6 +123,41 @@ def test_restore_after_restart_brings_back_dag_and_binds_every_value(ps, calls):
     assert set(p2.statuses().values()) == {"cached"}
 
 
+FAN_OUT = '''
+from hamilton.htypes import Collect, Parallelizable
+
+def items() -> Parallelizable[int]:
+    for i in range(3):
+        yield i
+
+def sq(items: int) -> int:
+    hnb_calls.log.append("sq")
+    return items * items
+
+def total(sq: Collect[int]) -> int:
+    hnb_calls.log.append("total")
+    return sum(sq)
+
+def doubled(total: int) -> int:
+    return total * 2
+'''
+
+
+def test_restore_after_a_fan_out_says_the_collected_nodes_wait_for_the_next_run(ps, calls):
+    ps.cell(FAN_OUT, "fan")
+    assert ps.run("doubled")["doubled"] == 10
+    p2 = ps.reopen()
+    report = p2.s.restore()
+    # Their keys need the items' branches: not "changed", and not bound unchecked.
+    assert report.after_fan_out == ["total", "doubled"] and not report.changed
+    assert "Collected from a Parallelizable's items" in str(report)
+    assert "Changed since" not in str(report)
+    assert "total" not in p2.ns
+    calls.clear()
+    assert p2.run("doubled")["doubled"] == 10  # nothing changed: all from the cache
+    assert calls == [] and set(p2.statuses().values()) == {"cached"}
+
+
 def test_restore_with_no_saved_state_says_so(ps):
     report = ps.s.restore()
     assert not report.found

@@ -392,15 +392,17 @@ def bench_big_array(nb: Notebook, gib: float) -> list[Row]:
         target.unlink()
         gc.collect()
 
-    nb.fresh()
-    reset_peak_rss()
-    gc.collect()
-    base = rss_bytes()
-    t_cell = timed(lambda: nb.hamilton(body, "big-arr"))
-    nb_peak = peak_rss_bytes() - base
-    assert nb.statuses() == {"big_arr": "computed"}, nb.statuses()
-    # the node's own compute time, as hamilton_nb measured it inside the cell
-    t_node = float(nb.session.last_run()["duration"].iloc[0])
+    # the cell the same way: twice, each into a fresh cache folder, the second counts
+    for _ in range(2):
+        nb.fresh()
+        reset_peak_rss()
+        gc.collect()
+        base = rss_bytes()
+        t_cell = timed(lambda: nb.hamilton(body, "big-arr"))
+        nb_peak = peak_rss_bytes() - base
+        assert nb.statuses() == {"big_arr": "computed"}, nb.statuses()
+        # the node's own compute time, as hamilton_nb measured it inside the cell
+        t_node = float(nb.session.last_run()["duration"].iloc[0])
     e = nb.session.store.latest("big_arr")
     assert e is not None and e.fmt == "joblib", e
     t_rehit = med(lambda: nb.hamilton(body, "big-arr"), 3)

@@ -149,16 +149,17 @@ def _parse_run(words: list[str]) -> argparse.Namespace:
 _SETTING = re.compile(r"^([A-Za-z_]\w*)=(.*)$")
 
 
-_CHOICES = {"on_change": ("flag", "refresh"), "file_check": ("content", "stat")}
+# Settings with a fixed set of values: key -> (values, how Session.set_* words the choice).
+_CHOICES = {"on_change": (("flag", "refresh"), "one of flag, refresh"),
+            "file_check": (("content", "stat"), "`content` or `stat`")}
 
 
 def _check_choice(key: str, value: str, extra: list[str]) -> None:
     """A setting with a fixed set of values, checked before any setting is applied."""
-    choices = _CHOICES[key]
+    choices, words = _CHOICES[key]
     if extra or value not in choices:
         got = " ".join([value, *extra])
-        raise UsageError(f"{key} must be one of {', '.join(choices)}; got {got!r}. Nothing "
-                         f"was changed.")
+        raise UsageError(f"{key} must be {words}; got {got!r}. Nothing was changed.")
 
 
 def _set_on_change(session: Session, value: str, extra: list[str]) -> None:

@@ -17,6 +17,7 @@ import inspect
 import itertools
 import linecache
 import logging
+import operator
 import struct
 import types
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, MutableMapping
@@ -197,10 +198,20 @@ def prepare_cell(
     else:
         tree, code, filename = _compile_cell(cell_id, body)
         targets = frozenset(_top_level_targets(tree))
-    before = dict(user_ns)
+    before_keys, before_values = list(user_ns), list(user_ns.values())
     prior: dict[str, Any] = {}
 
     def record() -> None:
+        if len(user_ns) == len(before_keys) and list(user_ns) == before_keys:
+            # The same names in the same order (a re-run rebinding its own names): the ones
+            # now holding another object are found in C. A loop in Python over the whole
+            # namespace made every re-run cost the notebook's size.
+            changed = map(operator.is_not, before_values, user_ns.values())
+            for k, b in itertools.compress(zip(before_keys, before_values, strict=True),
+                                           changed):
+                prior.setdefault(k, b)
+            return
+        before = dict(zip(before_keys, before_values, strict=True))
         added = 0
         for k, v in user_ns.items():
             b = before.get(k, _MISSING)

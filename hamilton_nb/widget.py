@@ -45,6 +45,8 @@ from .events import (
 )
 from .report import (
     DAG_MIME,
+    ROWS_PER_REASON,
+    STALE_ROWS,
     Tally,
     cached_front_state,
     cell_label,
@@ -89,6 +91,7 @@ FILTERS: dict[str, frozenset[str] | None] = {
 SORTS = ("dag", "duration")
 FLUSH_S = 0.1  # live updates during a run: at most ten a second
 MAX_ROWS = 100  # rows shown before "show all": each row is five widgets in the browser
+GRAPH_TAB = 1  # the index of the graph among the panel's tabs
 
 
 @dataclass(frozen=True)
@@ -279,7 +282,8 @@ def _graph_svg(session: Session, rows: dict[str, Row]) -> str:
     dag = session.dag
     # The nodes of the rows (a snapshot shows its run's nodes only) and the inputs they read.
     inputs = {d for r in rows if r in dag.deps for d in dag.deps[r] if d in dag.inputs}
-    order = [n for n in dag.order if n in rows or n in inputs]
+    pos = dag.position()  # (sorted: a run's part of a long notebook costs that part)
+    order = sorted((rows.keys() | inputs) & pos.keys(), key=pos.__getitem__)
     if not order:
         return "<i>The live DAG is empty.</i>"
     depth: dict[str, int] = {}
@@ -477,6 +481,8 @@ class Panel(W.VBox):
         self._reused_kept: dict[str, tuple[NodeEvent | None, NodeEvent | None]] = {}
         self._structure_changed = True  # the table's children must be rebuilt
         self._graph_pending = False  # the graph waits for the next flush
+        # The graph tab shows an older state than the rows: it is drawn when it is selected.
+        self._graph_stale = True
         self._run_stale: frozenset[str] = frozenset()  # stale nodes as the run started
         # node -> (row, its text cells, its <tr>) as to_text/to_html last made them
         self._static: dict[str, tuple[Row, tuple[str, ...], str]] = {}
@@ -487,12 +493,13 @@ class Panel(W.VBox):
         self._armed = False
         self._handle: Any = None
         # (execution message, rows, summary) of the run that wrote the output it started in
-        self._final: tuple[str, list[Row], str] | None = None
+        self._final: tuple[str, list[Row], str, str] | None = None
         self._handle_cell: str | None = None  # which cell execution shows the live panel
         self._handle_msg: str | None = None
         self.closed = False
         self.filter.observe(lambda _c: self._render_table(), "value")
         self.sort.observe(lambda _c: self._render_table(), "value")
+        self.tabs.observe(self._on_tab, "selected_index")
         self._unsubscribe = session.subscribe(self._on_event)
         from IPython import get_ipython
 
@@ -681,25 +688,38 @@ class Panel(W.VBox):
         self._compute_rows()
         self._render()
 
-    def _render(self, changed: set[str] | None = None,
-                graph: bool = True) -> dict[str, Any] | None:
+    def _render(self, changed: set[str] | None = None, graph: bool = True) -> None:
         """Send what changed to the browser: the summary, the rows of ``changed`` (None: all),
         the table's list of rows when nodes came or went (or a filter or sort is on: then
-        which rows show depends on their content), the graph when its content changed
-        (ipywidgets sends a trait only when its new value differs)."""
+        which rows show depends on their content), the graph when it shows and its content
+        changed (ipywidgets sends a trait only when its new value differs)."""
         self.summary.value = f"<b>{html.escape(self.summary_text())}</b>"
         if changed is None or self._structure_changed or self.filter.value != "all" \
                 or self.sort.value != "dag":
             self._render_table()
         else:
             self._show_rows(changed)
-        return self._render_graph() if graph else None
+        if graph:
+            self._render_graph()
 
-    def _render_graph(self) -> dict[str, Any]:
+    def _render_graph(self) -> None:
         self._graph_pending = False
+        if self.tabs.selected_index != GRAPH_TAB:
+            # Hidden: the graph is of the whole DAG, and drawing and sending it (ipywidgets
+            # walks the whole output looking for binary buffers) was most of what a one-cell
+            # re-run cost in a long notebook. It is drawn when its tab is selected.
+            self._graph_stale = True
+            return
+        self._graph_stale = False
         bundle = self.graph_bundle()
         self.graph.outputs = ({"output_type": "display_data", "metadata": {}, "data": bundle},)
-        return bundle
+
+    def _on_tab(self, change: dict[str, Any]) -> None:
+        # A tab switch reaches the kernel between cells (a comm message waits while a cell
+        # runs): the graph then shows the state as it is, not the one it missed.
+        if change.get("new") == GRAPH_TAB and self._graph_stale and not self.closed:
+            with self._lock:
+                self._render_graph()
 
     def _show_rows(self, names: set[str]) -> None:
         for name in names:
@@ -722,7 +742,8 @@ class Panel(W.VBox):
         # During a run (drawn from the flush timer's thread too) it is the state as the run
         # started: staleness was worked out then, on the kernel's thread.
         state = cached_front_state(self.session, extras=not self._running,
-                                   stale=self._run_stale if self._running else None)
+                                   stale=self._run_stale if self._running else None,
+                                   names=None if rows is self.rows else rows.keys())
         nodes = []
         for n in state["nodes"]:
             row = rows.get(n["name"])
@@ -832,7 +853,9 @@ class Panel(W.VBox):
                 dirty |= was_in_last ^ self._in_last
                 self._live = {n: "queued" for n in ev.nodes if not s.dag.nodes[n].user_defined}
                 dirty |= self._live.keys()
-                dirty |= self._sync_marks()  # the marks go while it runs
+                # The stale and cleared marks stay while it runs (the plan's rows show queued
+                # and running over them; a node that finishes loses its mark): taking them off
+                # at the start and on again at the end cost a row per stale node, twice.
                 self._run_stale = frozenset(s.stale_nodes())
                 self._dirty |= dirty
                 # The plan shows as "queued" at the first flush, FLUSH_S after the start: a run
@@ -846,6 +869,8 @@ class Panel(W.VBox):
         elif isinstance(ev, NodeEvent):
             with self._lock:
                 self._live.pop(ev.node, None)
+                self._stale.discard(ev.node)  # its new event is news; the run's end says more
+                self._cleared.discard(ev.node)
                 self._add_run_event(ev)
             self._update_row(ev.node)
         elif isinstance(ev, RunFinished):
@@ -857,11 +882,17 @@ class Panel(W.VBox):
                 self._dirty.clear()
                 self._graph_pending = False
             dirty |= self._sync_marks()
-            graph = self._render(self._update_rows(dirty))
-            self._write_final_state(graph)
+            self._render(self._update_rows(dirty))
+            self._write_final_state()
         elif isinstance(ev, DagChanged) and not self._running:
             self._note_execution_count(ev.cell_id)
-            self._reused_kept = {}
+            # A kept hit is made of its node's event alone (compared by identity): only the
+            # nodes that left go (an edit making 300 hits again cost more than its run).
+            if ev.cell_id is None:
+                self._reused_kept = {}
+            else:
+                for name in ev.removed:
+                    self._reused_kept.pop(name, None)
             cell = self.session.dag.cells.get(ev.cell_id) if ev.cell_id else None
             # Within a cell's execution the graph waits for the cell's run or its end
             # (_post_run_cell): a registration followed by a run would send the whole DAG's
@@ -1003,7 +1034,8 @@ class Panel(W.VBox):
             final = self._final if self._final is not None and \
                 self._final[0] == self._handle_msg else None
             self._handle.update(self.static_bundle(last_run_only=True) if final is None
-                                else self.static_bundle(rows=final[1], summary=final[2]),
+                                else self.static_bundle(rows=final[1], summary=final[2],
+                                                        more=final[3]),
                                 raw=True)
         if run_starting and msg is not None:
             # A run shows the panel as it starts, within a kernel's execution of the cell: its
@@ -1015,7 +1047,36 @@ class Panel(W.VBox):
             self._handle = display(self, display_id=True)
         self._handle_cell, self._handle_msg = cell, msg
 
-    def _write_final_state(self, graph: dict[str, Any] | None = None) -> None:
+    def run_rows(self) -> tuple[list[Row], str]:
+        """The rows the output of the last run lists, in DAG order, and a line saying what it
+        left out: every node the run planned; of the upstream it reused without looking, the
+        ``ROWS_PER_REASON`` nearest; of the nodes stale after it, the first ``STALE_ROWS``.
+
+        A re-run of the middle cell of a long chain reuses the whole chain above it, and an
+        edit high up makes everything below it stale: listing all of it made every cell's
+        output (and the saved notebook) grow with the notebook. The summary line still counts
+        every node; the live table lists them all."""
+        rows, reused = self.rows, self._reused
+        own = dict.fromkeys(e.node for e in self._run_events if e.node not in reused)
+        up = [n for n in reused if n not in own]  # topological: the nearest come last
+        near = up[-ROWS_PER_REASON:] if len(up) > ROWS_PER_REASON else up
+        stale_rows = self._stale_rows
+        stale = list(itertools.islice(
+            (n for n in self.session.stale_in_order() if n in stale_rows and n not in own),
+            STALE_ROWS)) if stale_rows else []
+        pos = self.session.dag.position()
+        names = sorted({*own, *near, *stale}, key=lambda n: pos.get(n, 0))
+        shown = [rows[n] for n in names if n in rows]
+        if not shown and not self._run_events:
+            return list(rows.values())[:MAX_ROWS], ""
+        left = [f"{n} reused from the cache" for n in (len(up) - len(near),) if n] + [
+            f"{n} stale" for n in (len(stale_rows) - len(stale) - len(stale_rows & own.keys()),)
+            if n > 0]
+        more = (f"… and {' and '.join(left)} not listed here (the live panel and "
+                f"`%hamilton status` list every node)") if left else ""
+        return shown, more
+
+    def _write_final_state(self) -> None:
         """The run ended: the output of the cell that started it gets the final state (its
         widget view again, with the text/HTML fallback and DAG state of *this* run), so a saved
         notebook, nbconvert and GitHub show what the run did. Only from within that cell's own
@@ -1025,44 +1086,42 @@ class Panel(W.VBox):
         _, msg = _current_execution()
         if msg is None or msg != self._handle_msg:
             return
-        # The graph the widget just got, made of the same rows (building it again for the
-        # output cost as much as the rest of the panel's work for a run). The table lists
-        # this run's rows, as the snapshot it becomes does: every row of a 500-node DAG in
-        # each cell's output made the output of a one-cell re-run cost the whole notebook.
-        rows = list(self.rows.values())
-        shown = [r for r in rows if r.in_last_run] or rows
-        if graph is None:
-            graph = self.graph_bundle()
+        # This run's rows and their graph, as the snapshot it becomes shows them: every row
+        # of a 500-node DAG in each cell's output made a one-cell re-run cost the notebook.
+        shown, more = self.run_rows()
+        by_node = {r.node: r for r in shown}
+        graph = self.graph_bundle(by_node)
+        summary = self.summary_text()
         data = super()._repr_mimebundle_() or {}
-        data.update({"text/plain": self.to_text(shown),
-                     "text/html": self.to_html(shown, svg=graph["text/html"]),
+        data.update({"text/plain": self.to_text(shown, summary, more),
+                     "text/html": self.to_html(shown, graph["text/html"], summary, more),
                      DAG_MIME: graph[DAG_MIME]})
         self._handle.update(data, raw=True)
         # What this output keeps when a later cell shows the panel: the rows and summary of
         # this run as it ended (rows are immutable: keeping them costs a list).
-        self._final = (msg, shown, self.summary_text())
+        self._final = (msg, shown, summary, more)
 
     def static_bundle(self, last_run_only: bool = False, state: bool = False,
                       graph: dict[str, Any] | None = None, rows: list[Row] | None = None,
-                      summary: str | None = None) -> dict[str, Any]:
+                      summary: str | None = None, more: str = "") -> dict[str, Any]:
         """The rows as text and HTML; with ``state``, also the DAG state in the extension's
         MIME type (the lab extension draws it where the widget model is gone). ``graph``:
-        :meth:`graph_bundle` of all rows, when the caller has it already. ``rows`` and
-        ``summary``: other rows than the current ones (a snapshot of an earlier run)."""
+        :meth:`graph_bundle` of all rows, when the caller has it already. ``rows``,
+        ``summary`` and ``more``: other rows than the current ones (a snapshot of an earlier
+        run), and the line saying what they leave out. ``last_run_only``: the rows of
+        :meth:`run_rows`."""
+        if rows is None and last_run_only and self._run_events:
+            rows, more = self.run_rows()
         if rows is not None:
             by = {r.node: r for r in rows}
-            return {"text/plain": self.to_text(rows, summary),
-                    "text/html": self.to_html(rows, graph_svg(self.session, by), summary)}
-        rows = list(self.rows.values())
-        by_node = self.rows
-        if last_run_only and any(r.in_last_run for r in rows):
-            rows = [r for r in rows if r.in_last_run]
-            by_node, graph = {r.node: r for r in rows}, None
-        if graph is None:
-            graph = self.graph_bundle(by_node) if state else \
-                {"text/html": graph_svg(self.session, by_node)}
-        data: dict[str, Any] = {"text/plain": self.to_text(rows),
-                                "text/html": self.to_html(rows, svg=graph["text/html"])}
+            graph = self.graph_bundle(by) if state else {"text/html": graph_svg(self.session, by)}
+        else:
+            rows = list(self.rows.values())
+            if graph is None:
+                graph = self.graph_bundle() if state else \
+                    {"text/html": graph_svg(self.session, self.rows)}
+        data: dict[str, Any] = {"text/plain": self.to_text(rows, summary, more),
+                                "text/html": self.to_html(rows, graph["text/html"], summary, more)}
         if state:
             data[DAG_MIME] = graph[DAG_MIME]
         return data
@@ -1082,24 +1141,33 @@ class Panel(W.VBox):
         self._static[row.node] = (row, cells, tr)
         return cells, tr
 
-    def to_text(self, shown: list[Row] | None = None, summary: str | None = None) -> str:
+    def to_text(self, shown: list[Row] | None = None, summary: str | None = None,
+                more: str = "") -> str:
+        """The rows ``shown`` (default all) as a text table; ``more``: a last line saying
+        what the table leaves out."""
         shown = list(self.rows.values()) if shown is None else shown
         rows = [HEAD, *(self._static_parts(r)[0] for r in shown)]
         widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
         lines = [f"hamilton_nb — {summary or self.summary_text()}"]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                   for r in rows]
+        if more:
+            lines.append(more)
         return "\n".join(lines)
 
     def to_html(self, shown: list[Row] | None = None, svg: str | None = None,
-                summary: str | None = None) -> str:
+                summary: str | None = None, more: str = "") -> str:
         """The rows ``shown`` (default all) as an HTML table, with the graph of those rows
-        (``svg``: that drawing, when the caller has it)."""
+        (``svg``: that drawing, when the caller has it); ``more``: a last row saying what the
+        table leaves out."""
         shown = list(self.rows.values()) if shown is None else shown
         if svg is None:
             svg = graph_svg(self.session, {r.node: r for r in shown})
         head = "".join(f"<th style='text-align:left'>{h}</th>" for h in HEAD)
         body = [self._static_parts(row)[1] for row in shown]
+        if more:
+            body.append(f"<tr class='hnbw-more-static'><td colspan='{len(HEAD)}' "
+                        f"style='text-align:left'><i>{html.escape(more)}</i></td></tr>")
         return (f"<div class='hnbw-static'><b class='hnbw-summary-static'>hamilton_nb — "
                 f"{html.escape(summary or self.summary_text())}</b><table><thead><tr>{head}</tr>"
                 f"</thead>"

@@ -12,6 +12,17 @@ def same_as_from_scratch(s: Any) -> dict[str, Any]:
     state = cached_front_state(s)
     assert state == front_state(s)
     assert cached_front_state(s, extras=False) == s.dag_state()
+    # Part of it (a run's nodes, as its cell's output shows them): those nodes, the inputs
+    # they read and their cells, the same dicts as in the whole state.
+    for part in (["clean"], ["raw", "other"], []):
+        sub = cached_front_state(s, names=part)
+        wanted = [n for n in state["nodes"] if n["name"] in part or (
+            n["kind"] == "input" and any(n["name"] in m["deps"] for m in state["nodes"]
+                                         if m["name"] in part))]
+        assert sub["nodes"] == wanted
+        cells = {n["cell_id"] for n in wanted}
+        assert sub["cells"] == [c for c in state["cells"] if c["cell_id"] in cells]
+        assert cached_front_state(s) == state  # asking for a part forgets nothing
     return state
 
 
@@ -19,12 +30,13 @@ def test_cached_state_equals_the_state_built_from_scratch_through_edits(ps: Any)
     s = ps.s
     ps.exec("K = 2")
     ps.cell("def raw() -> int:\n    return 3\n", "c-raw")
-    ps.cell("def clean(raw: int) -> int:\n    return raw * K\n", "c-clean")
+    ps.cell("def clean(raw: int, factor: int) -> int:\n    return raw * K * factor\n",
+            "c-clean")
     ps.cell("def other() -> int:\n    return 7\n", "c-other")
     same_as_from_scratch(s)  # nothing ran yet
-    ps.run("clean", "other")
+    ps.run("clean", "other", factor=1)
     first = same_as_from_scratch(s)
-    ps.run("clean")  # served from the cache: `other` did not change
+    ps.run("clean", factor=1)  # served from the cache: `other` did not change
     again = same_as_from_scratch(s)
     by_name = {n["name"]: n for n in first["nodes"]}
     assert next(n for n in again["nodes"] if n["name"] == "other") is by_name["other"]
@@ -40,5 +52,5 @@ def test_cached_state_equals_the_state_built_from_scratch_through_edits(ps: Any)
     s.remove_cell("c-other")
     state = same_as_from_scratch(s)
     assert "other" not in {n["name"] for n in state["nodes"]}
-    ps.run("clean")
+    ps.run("clean", factor=2)
     same_as_from_scratch(s)

@@ -214,8 +214,9 @@ def test_kernel_panel_graph_is_sent_once_per_cell_and_shows_its_end(kernel):
     that only registers gets its graph when it ends."""
     _notebook(kernel)
     kernel.ok("import hamilton_nb.widget\n_sends = []\n"
-              "hamilton_nb.widget.panel_for(hamilton_nb.session()).graph.observe("
-              "lambda c: _sends.append(c['new']), 'outputs')")
+              "_panel = hamilton_nb.widget.panel_for(hamilton_nb.session())\n"
+              "_panel.tabs.selected_index = hamilton_nb.widget.GRAPH_TAB\n"  # the graph shows
+              "_panel.graph.observe(lambda c: _sends.append(c['new']), 'outputs')")
     kernel.ok(FEATURES.format(factor=100), "cell-features")  # edited: registered, then run
     assert kernel.json("len(_sends)") == 1
     assert kernel.json(GRAPH) == {"raw": "cached", "clean": "cached", "features": "computed",
@@ -223,3 +224,10 @@ def test_kernel_panel_graph_is_sent_once_per_cell_and_shows_its_end(kernel):
     kernel.ok("%%hamilton -r\ndef extra(model: int) -> int:\n    return model\n", "cell-extra")
     assert kernel.json("len(_sends)") == 2
     assert kernel.json(GRAPH)["extra"] == "never_run"
+    # The table tab shows: the graph (the whole DAG) is not sent at all until it shows again.
+    kernel.ok("_panel.tabs.selected_index = 0")
+    kernel.ok(FEATURES.format(factor=101), "cell-features")
+    assert kernel.json("len(_sends)") == 2
+    kernel.ok("_panel.tabs.selected_index = hamilton_nb.widget.GRAPH_TAB")
+    assert kernel.json("len(_sends)") == 3
+    assert kernel.json(GRAPH)["features"] == "computed"

@@ -13,6 +13,7 @@ from typing import Any
 import ipywidgets as W
 import nbformat
 import pytest
+from dag_sources import chain_cell
 from IPython.utils.capture import capture_output
 from ipywidgets.widgets.widget import _instances  # every open widget: a leak shows here
 from nbconvert import HTMLExporter
@@ -20,7 +21,7 @@ from nbconvert import HTMLExporter
 import hamilton_nb.widget
 from hamilton_nb.events import NodeEvent, NodeStarted
 from hamilton_nb.report import summary_line
-from hamilton_nb.widget import Panel, panel_for
+from hamilton_nb.widget import GRAPH_TAB, Panel, panel_for
 
 PIPELINE = """
 def raw() -> int:
@@ -291,6 +292,7 @@ def test_mimebundle_carries_the_table_for_frontends_without_widgets(pipe: Any) -
 
 def test_graph_is_layered_by_depth_and_coloured_by_status(pipe: Any) -> None:
     panel = panel_for(pipe.s)
+    panel.tabs.selected_index = GRAPH_TAB
     pipe.run("clean")
     [out] = panel.graph.outputs
     # the lab extension draws the state (MIME type); the SVG is the fallback without it
@@ -494,6 +496,7 @@ def test_rerunning_one_cell_keeps_the_other_rows_and_sends_nothing_for_them(cell
 
 def test_an_upstream_edit_marks_the_downstream_rows_stale_across_cells(cells: Any) -> None:
     panel = panel_for(cells.s)
+    panel.tabs.selected_index = GRAPH_TAB
     cells.run("features", "other")
     sent = info_updates(panel)
     cells.cell("def raw() -> int:\n    return RAW + 1\n", "c-raw")  # edited, run alone
@@ -535,6 +538,7 @@ def test_cells_added_and_removed_update_the_table_and_keep_the_other_rows(cells:
 
 def test_a_run_shorter_than_the_flush_window_sends_the_graph_once(cells: Any) -> None:
     panel = panel_for(cells.s)
+    panel.tabs.selected_index = GRAPH_TAB
     cells.run("features")
     graphs: list[Any] = []
     panel.graph.observe(lambda c: graphs.append(c["new"]), "outputs")
@@ -547,3 +551,75 @@ def test_a_run_shorter_than_the_flush_window_sends_the_graph_once(cells: Any) ->
     assert {n["status"] for n in state["nodes"] if n["kind"] == "function"} <= {
         "cached", "never_run"}
     assert all("queued" not in v for values in sent.values() for v in values)
+
+
+def test_a_hidden_graph_tab_is_not_sent_and_shows_the_current_state_when_selected(
+        cells: Any) -> None:
+    # The graph is of the whole DAG: drawing and sending it with every run while the table
+    # tab shows made a one-cell re-run cost the notebook.
+    panel = panel_for(cells.s)
+    graphs: list[Any] = []
+    panel.graph.observe(lambda c: graphs.append(c["new"]), "outputs")
+    cells.run("features")
+    cells.run("other")
+    assert graphs == []
+    panel.tabs.selected_index = GRAPH_TAB  # what a click on the tab sends
+    assert len(graphs) == 1
+    state = graphs[0][0]["data"]["application/vnd.hamilton-nb.run+json"]["state"]
+    assert {n["name"]: n["status"] for n in state["nodes"] if n["kind"] == "function"} == \
+        statuses(panel)
+    assert set(statuses(panel)) == {"raw", "clean", "features", "other"}
+    cells.cell("def raw() -> int:\n    return RAW + 1\n", "c-raw")
+    cells.run("raw")  # while it shows, each run draws it
+    state = panel.graph.outputs[0]["data"]["application/vnd.hamilton-nb.run+json"]["state"]
+    assert {n["name"]: n["status"] for n in state["nodes"]}["features"] == "stale"
+    panel.tabs.selected_index = 0
+    sent = len(graphs)
+    cells.run("features")
+    assert len(graphs) == sent
+    panel.tabs.selected_index = GRAPH_TAB
+    state = panel.graph.outputs[0]["data"]["application/vnd.hamilton-nb.run+json"]["state"]
+    assert {n["name"]: n["status"] for n in state["nodes"]}["features"] == "computed"
+
+
+@pytest.fixture
+def chain(ps: Any) -> Any:
+    for i in range(40):
+        ps.cell(chain_cell(i), f"cell-{i}")
+    ps.run("c_39")
+    return ps
+
+
+def test_a_runs_output_lists_its_cell_and_the_nearest_reused_upstream(chain: Any) -> None:
+    # Re-running cell 20 of a 40-cell chain reuses the 60 nodes above it: the output of that
+    # run (what a saved notebook keeps) lists the cell's own nodes and the nearest upstream,
+    # and counts the rest, so each cell's output does not grow with the notebook.
+    panel = panel_for(chain.s)
+    chain.run("c_20")
+    rows, more = panel.run_rows()
+    names = [r.node for r in rows]
+    # The run looked at c_20 only (a hit): the 62 nodes above it were reused unseen.
+    order = [f"{x}_{i}" for i in range(21) for x in "abc"]
+    assert names == order[-13:]  # c_20 and the 12 nearest of what it reused
+    assert more.startswith("… and 50 reused from the cache not listed")
+    bundle = panel.static_bundle(last_run_only=True, state=True)
+    assert "63 nodes: 63 cached" in bundle["text/plain"]  # the summary still counts all
+    assert bundle["text/plain"].splitlines()[-1] == more
+    assert more in bundle["text/html"] and "data-node='c_0'" not in bundle["text/html"]
+    state = bundle["application/vnd.hamilton-nb.run+json"]["state"]
+    assert [n["name"] for n in state["nodes"]] == names
+    assert [c["cell_id"] for c in state["cells"]] == [f"cell-{i}" for i in range(16, 21)]
+    # the live table still lists every node
+    assert len(panel.rows) == 120
+
+
+def test_a_runs_output_lists_the_first_stale_nodes_and_counts_the_rest(chain: Any) -> None:
+    panel = panel_for(chain.s)
+    chain.cell(chain_cell(2, const=8), "cell-2")  # edited: everything below goes stale
+    chain.run("c_2")
+    rows, more = panel.run_rows()
+    stale = [r.node for r in rows if r.status == "stale"]
+    assert stale == [f"{x}_{i}" for i in range(3, 7) for x in "abc"]
+    assert [r.node for r in rows if r.status == "computed"] == ["c_2"]  # its constant changed
+    assert f"{37 * 3 - len(stale)} stale" in more
+    assert "111 stale" in panel.summary.value  # the live panel counts them all

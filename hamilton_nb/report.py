@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+import itertools
+import operator
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .events import NodeEvent, Status
@@ -251,21 +253,27 @@ def stale_reasons(session: Any, stale: set[str] | None = None,
     return reasons
 
 
-def cleared_nodes(session: Any) -> set[str]:
+def cleared_nodes(session: Any, only: Iterable[str] | None = None) -> set[str]:
     """Nodes whose last value was stored in the cache but whose entries are gone since (cleared
-    or evicted): the panel must not call them "cached"."""
+    or evicted): the panel must not call them "cached". ``only``: of these nodes."""
     from .events import CacheNote
 
     if not session.settings.enabled:
         return set()
-    out = set()
-    latest, nodes = session.store.latest, session.dag.nodes  # (looked up once: every run)
+    nodes = session.dag.nodes
     cached, computed, stored = Status.CACHED, Status.COMPUTED, CacheNote.STORED
     # A copy made in one step: a front-end's timer thread calls this while a run adds events.
-    for name, ev in dict(session.node_events).items():
+    events = dict(session.node_events)
+    # Only a node without an entry can be cleared: found in C (most nodes have one; this
+    # runs after every run in a notebook of hundreds of nodes). The copy is iterated, the
+    # store's live view only asked (a run may add entries from another thread).
+    candidates = events if only is None else [n for n in only if n in events]
+    out = set()
+    for name in itertools.filterfalse(session.store.stored_nodes().__contains__, candidates):
+        ev = events[name]
         status = ev.status
         kept = status is cached or (status is computed and ev.cache is stored)
-        if kept and name in nodes and latest(name) is None:
+        if kept and name in nodes:
             out.add(name)
     return out
 
@@ -311,38 +319,78 @@ class FrontStateCache:
         # extras -> node name -> (key, dict); extras -> cell id -> (cell, key, dict)
         self._nodes: dict[bool, dict[str, tuple[tuple[Any, ...], dict[str, Any]]]] = {}
         self._cells: dict[bool, dict[str, tuple[Any, tuple[Any, ...], dict[str, Any]]]] = {}
+        # extras -> (order, keys, node dicts) of the last whole state
+        self._last: dict[bool, tuple[list[str], list[tuple[Any, ...]], list[dict[str, Any]]]] = {}
         # The panel's flush timer and the comm's throttle timer build states from their threads.
         self._lock = threading.Lock()
 
     def state(self, session: Any, extras: bool = True,
-              stale: set[str] | frozenset[str] | None = None) -> dict[str, Any]:
+              stale: set[str] | frozenset[str] | None = None,
+              names: Iterable[str] | None = None,
+              reasons: dict[str, str] | None = None) -> dict[str, Any]:
         with self._lock:
-            return self._state(session, extras, stale)
+            return self._state(session, extras, stale, names, reasons)
 
-    def _state(self, session: Any, extras: bool,
-               stale: set[str] | frozenset[str] | None) -> dict[str, Any]:
+    def _state(self, session: Any, extras: bool, stale: set[str] | frozenset[str] | None,
+               names: Iterable[str] | None, given: dict[str, str] | None) -> dict[str, Any]:
         dag, events = session.dag, session.shown_events()
         stale = session.stale_nodes() if stale is None else stale
-        reasons = stale_reasons(session, stale) if extras and stale else {}
-        cleared = cleared_nodes(session) if extras else set()
-        memo, keep = self._nodes.get(extras, {}), {}
-        nodes = []
         deps, node_cell, dag_cells, inputs = dag.deps, dag.node_cell, dag.cells, dag.inputs
+        if names is None:
+            order: list[str] = dag.order
+        else:
+            # Part of the DAG (the nodes of one run, as its cell's output shows them) and the
+            # inputs they read: work in proportion to that part, not to the notebook.
+            part = {n for n in names if n in deps}
+            part |= {d for n in list(part) for d in deps[n] if d in inputs}
+            pos = dag.position()
+            order = sorted(part, key=pos.__getitem__)
+        only = order if names is not None else None
+        if not extras or not stale:
+            reasons = {}
+        elif given is not None and names is None:
+            reasons = given
+        else:
+            reasons = stale_reasons(session, stale, only=only)
+        cleared = cleared_nodes(session, only) if extras else set()
+        memo = self._nodes.get(extras, {})
         fids = {cid: c.frontend_id for cid, c in dag_cells.items()}
         events_get, fids_get, reasons_get, memo_get = (
             events.get, fids.get, reasons.get, memo.get)
-        for name in dag.order:
-            # The event goes in the key as itself: the same object compares by identity first.
-            key = (events_get(name), name in stale, reasons_get(name), name in cleared,
-                   fids_get(node_cell.get(name)), name in inputs, deps[name])
-            hit = memo_get(name)
-            d = hit[1] if hit is not None and hit[0] == key else _node_state(name, key, extras)
-            keep[name] = (key, d)
-            nodes.append(d)
-        self._nodes[extras] = keep  # nodes that left the DAG go
-        cmemo, ckeep = self._cells.get(extras, {}), {}
+        # Every node's key, made in C (map/zip over the order): a re-run of one cell then
+        # costs the notebook C-speed passes only, and Python work for the nodes that changed.
+        # The event goes in the key as itself: the same object compares by identity first.
+        keys = list(zip(map(events_get, order), map(stale.__contains__, order),
+                        map(reasons_get, order), map(cleared.__contains__, order),
+                        map(fids_get, map(node_cell.get, order)), map(inputs.__contains__, order),
+                        map(deps.__getitem__, order), strict=True))
+        prev = self._last.get(extras) if names is None else None
+        if prev is not None and prev[0] == order:
+            # The same nodes in the same order as the last whole state: its dicts, made again
+            # where the key differs.
+            nodes = list(prev[2])
+            for i in itertools.compress(range(len(keys)), map(operator.ne, keys, prev[1])):
+                nodes[i] = _node_state(order[i], keys[i], extras)
+        else:
+            nodes = []
+            for name, key in zip(order, keys, strict=True):
+                hit = memo_get(name)
+                nodes.append(hit[1] if hit is not None and hit[0] == key
+                             else _node_state(name, key, extras))
+        if names is None:
+            self._last[extras] = (order, keys, nodes)
+            # (all nodes: those that left the DAG go)
+            self._nodes[extras] = dict(zip(order, zip(keys, nodes, strict=True), strict=True))
+        else:
+            memo.update(zip(order, zip(keys, nodes, strict=True), strict=True))
+            self._nodes[extras] = memo
+        cmemo = self._cells.get(extras, {})
+        ckeep = {} if names is None else cmemo
         cells = []
+        wanted = None if names is None else {node_cell.get(n) for n in order}
         for cid, c in dag_cells.items():
+            if wanted is not None and cid not in wanted:
+                continue
             ckey = (c.jupyter_id, tuple(c.nodes), any(x in stale for x in c.nodes))
             hit = cmemo.get(cid)
             if hit is not None and hit[0] is c and hit[1] == ckey:
@@ -386,15 +434,19 @@ _STATE_CACHES: weakref.WeakKeyDictionary[Any, FrontStateCache] = weakref.WeakKey
 
 
 def cached_front_state(session: Any, extras: bool = True,
-                       stale: set[str] | frozenset[str] | None = None) -> dict[str, Any]:
+                       stale: set[str] | frozenset[str] | None = None,
+                       names: Iterable[str] | None = None,
+                       reasons: dict[str, str] | None = None) -> dict[str, Any]:
     """:func:`front_state` of ``session`` through its :class:`FrontStateCache` (one per
     session, shared by the panel and the comm). Its node and cell dicts are shared: copy one
     before changing it. ``stale``: the stale nodes, when the caller worked them out already
-    (a timer thread must not: working staleness out changes the session's bookkeeping)."""
+    (a timer thread must not: working staleness out changes the session's bookkeeping).
+    ``names``: only these nodes, the inputs they read and their cells. ``reasons``:
+    ``stale_reasons(session, stale)``, when the caller worked them out already."""
     cache = _STATE_CACHES.get(session)
     if cache is None:
         cache = _STATE_CACHES.setdefault(session, FrontStateCache())
-    return cache.state(session, extras, stale)
+    return cache.state(session, extras, stale, names, reasons)
 
 
 ROWS_PER_REASON = 12  # a report lists this many nodes computed (or skipped) for one reason

@@ -42,7 +42,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, KeysView
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -148,6 +148,11 @@ class Store(Protocol):
     def entries(self) -> list[Entry]: ...
 
     def latest(self, node: str) -> Entry | None: ...
+
+    def stored_nodes(self) -> KeysView[str]:
+        """The nodes ``latest`` has an entry for, as a live set-like view (set operations on
+        it run in C: the front-ends ask which of a notebook's nodes lost their entries)."""
+        ...
 
     def touch(self, keys: Iterable[str]) -> None: ...
 
@@ -494,6 +499,9 @@ class MemoryStore:
     def latest(self, node: str) -> Entry | None:
         return self._index.by_node.get(node)
 
+    def stored_nodes(self) -> KeysView[str]:
+        return self._index.by_node.keys()
+
     def put(self, key, node, code_version, data_version, value, fmt, compute_time, parts):
         try:
             data = pickle.dumps(value, protocol=5)
@@ -830,6 +838,9 @@ class DiskStore:
 
     def latest(self, node: str) -> Entry | None:
         return self._index.by_node.get(node)
+
+    def stored_nodes(self) -> KeysView[str]:
+        return self._index.by_node.keys()
 
     def value_path(self, data_version: str, fmt: str) -> Path:
         return self._values / data_version[:2] / f"{data_version}.{fmt}"

@@ -332,3 +332,13 @@ def test_a_record_orjson_refuses_is_written_with_json_and_reads_back(tmp_path):
     assert reopened.lookup("k1").parts["huge"] == 2**70
     assert reopened.load(reopened.lookup("k1")) == 1
     reopened.close()
+
+
+def test_stored_nodes_are_the_nodes_latest_has_an_entry_for(store):
+    assert "n" not in store.stored_nodes()
+    put(store, "k1", "n", 1)
+    put(store, "k2", "other", 2)
+    assert set(store.stored_nodes()) == {"n", "other"}
+    store.delete(["k1"])
+    assert "n" not in store.stored_nodes() and "other" in store.stored_nodes()
+    assert all(store.latest(n) is not None for n in store.stored_nodes())

@@ -48,6 +48,13 @@ class CommBridge:
         self.session = session
         self.shell = shell
         self._last_state: dict | None = None  # the state last broadcast (post_run_cell diff)
+        # Whether a session event came since the last final state was broadcast, and the stale
+        # nodes (and their reasons, once asked) that state showed: after an ordinary cell, only
+        # staleness can have changed without an event, so the whole DAG's state is built
+        # again only when it did (it cost every cell of a 200-cell notebook a millisecond).
+        self._changed = True
+        self._sent_stale: set[str] | None = None
+        self._sent_reasons: dict[str, str] | None = None
         # During a run: nodes of the plan not finished yet, and those whose function runs now.
         self._queued: set[str] = set()
         self._running_nodes: set[str] = set()
@@ -193,10 +200,16 @@ class CommBridge:
         with self._lock:
             c.send(data)
 
-    def _broadcast(self, data: dict) -> None:
+    def _broadcast(self, data: dict,
+                   marks: tuple[set[str], dict[str, str]] | None = None) -> None:
+        """Send ``data`` on every comm; ``marks``: the stale nodes and their reasons a final
+        state was built with (see ``_post_run_cell``)."""
         with self._lock:
             if data.get("type") == "state":
                 self._last_state = data["state"]
+                if marks is not None and not data["state"]["running"]:
+                    self._changed = False
+                    self._sent_stale, self._sent_reasons = marks
             self._last_send = time.monotonic()
             self._pending = False
             for c in list(self._comms.values()):
@@ -206,12 +219,22 @@ class CommBridge:
                     log.debug("hamilton_nb: send failed, dropping comm", exc_info=True)
                     self._comms.pop(c.comm_id, None)
 
-    def _state_message(self, finished: bool = False, run_id: int | None = None) -> dict:
+    def _marks(self) -> tuple[set[str], dict[str, str]]:
+        """The stale nodes and why (on the kernel's thread: working them out changes the
+        session's bookkeeping)."""
+        from .report import stale_reasons
+
+        stale = self.session.stale_nodes()
+        return stale, stale_reasons(self.session, stale) if stale else {}
+
+    def _state_message(self, finished: bool = False, run_id: int | None = None,
+                       marks: tuple[set[str], dict[str, str]] | None = None) -> dict:
         from .report import cached_front_state
 
         # Built through the session's cache: the dicts of nodes nothing changed are the ones
         # of the previous state (shared: changed only as copies below).
-        state = cached_front_state(self.session)
+        state = cached_front_state(self.session, stale=marks[0] if marks else None,
+                                   reasons=marks[1] if marks else None)
         if finished:
             # run_finished is emitted inside the run, while the session still counts it as
             # running (and names the run before as its last): the state after it is the final
@@ -255,10 +278,20 @@ class CommBridge:
         if not self._started or not self._comms or self.session.running:
             return
         try:
-            msg = self._state_message()
+            if not self._changed:
+                stale = self.session.stale_nodes()
+                if stale == self._sent_stale and not stale:
+                    return  # nothing an ordinary cell can change did
+            marks = self._marks()
+            if not self._changed and marks == (self._sent_stale, self._sent_reasons):
+                return
+            msg = self._state_message(marks=marks)
             with self._lock:
                 if msg["state"] != self._last_state:
-                    self._broadcast(msg)
+                    self._broadcast(msg, marks)
+                else:
+                    self._changed = False
+                    self._sent_stale, self._sent_reasons = marks
         except Exception:
             log.exception("hamilton_nb: could not push state to the front-end")
 
@@ -266,6 +299,7 @@ class CommBridge:
     def _on_event(self, event: Any) -> None:
         kind = getattr(event, "kind", None)
         with self._lock:
+            self._changed = True
             if kind == "run_started":
                 self._queued = set(event.nodes)
                 self._running_nodes = set()
@@ -298,8 +332,12 @@ class CommBridge:
                     if self._timer is not None:
                         self._timer.cancel()
                         self._timer = None
+                    # A final state is built on the kernel's thread: with the stale nodes
+                    # worked out here, which the check after the cell compares against.
+                    marks = self._marks() if finished or not running else None
                     self._broadcast(self._state_message(
-                        finished=finished, run_id=getattr(event, "run_id", None)))
+                        finished=finished, run_id=getattr(event, "run_id", None),
+                        marks=marks), marks)
                     return
                 # Throttled: the state is built only when the window ends (building it for
                 # every event of a 500-node run cost seconds), so a long-running node does not

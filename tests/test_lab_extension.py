@@ -232,6 +232,14 @@ def test_comm_bridge_sends_staleness_after_an_ordinary_cell(kernel: KernelDriver
     assert nodes["doubled"]["status"] == "computed"
     assert [c["stale"] for c in pushed["state"]["cells"] if c["cell_id"] == "cell-c"] == [True]
     assert pushed_after("x = 1") == []  # nothing changed: nothing sent
+    assert pushed_after("x = 2") == []  # (and again, once nothing is remembered as changed)
+    # K back to the value `scaled` was computed with: not stale any more, and the front-end
+    # learns it from an ordinary cell again.
+    [pushed] = pushed_after("_hnb_test_session.namespace['K'] = 2")
+    nodes = {n["name"]: n for n in pushed["state"]["nodes"]}
+    assert nodes["scaled"]["status"] == "computed"
+    assert [c["stale"] for c in pushed["state"]["cells"] if c["cell_id"] == "cell-c"] == [False]
+    assert pushed_after("x = 3") == []
 
 
 @pytest.mark.kernel
@@ -392,6 +400,41 @@ def test_lab_panel_shows_computed_nodes(ab_notebook: Any, request: pytest.Fixtur
     shot(page, "lab-panel-computed")
     errors = [e for e in request.node.hnb_console_errors if "hamilton" in e.lower()]
     assert not errors, errors
+
+
+@pytest.mark.browser
+def test_lab_panel_redraws_a_state_of_the_same_shape_without_laying_it_out_again(
+        ab_notebook: Any) -> None:
+    # dagre's layout was nearly all of what a state cost the browser (~300 ms at 600 nodes),
+    # paid again for every run and every click on another cell. A run that changes statuses
+    # only reuses the layout: the nodes change colour and stay where they are.
+    page = ab_notebook
+    svg = page.locator("#hamilton-nb-panel svg.hnb-dag")
+    before = svg.get_attribute("data-layouts-computed")
+    box = _node(page, "doubled").bounding_box()
+    page.evaluate(
+        """() => {
+            const nb = window.jupyterapp.shell.currentWidget.content;
+            nb.activeCellIndex = nb.widgets.findIndex(c => c.model.id === 'cell-b');
+            return window.jupyterapp.commands.execute('notebook:run-cell');
+        }"""
+    )
+    _node(page, "doubled", "cached").wait_for(timeout=30_000)  # redrawn with the new status
+    assert svg.get_attribute("data-layouts-computed") == before
+    assert _node(page, "doubled").bounding_box() == box
+    # A new node is a new shape: laid out again.
+    page.evaluate(
+        """() => {
+            const nb = window.jupyterapp.shell.currentWidget.content;
+            nb.activeCellIndex = nb.widgets.findIndex(c => c.model.id === 'cell-b');
+            nb.activeCell.model.sharedModel.setSource(
+                '%%hamilton\\ndef doubled(raw: int) -> int:\\n    return raw * 2\\n\\n'
+                + 'def tripled(raw: int) -> int:\\n    return raw * 3\\n');
+            return window.jupyterapp.commands.execute('notebook:run-cell');
+        }"""
+    )
+    _node(page, "tripled", "computed").wait_for(timeout=30_000)
+    assert int(svg.get_attribute("data-layouts-computed")) > int(before)
 
 
 @pytest.mark.browser

@@ -112,8 +112,32 @@ export function shortNames(names: readonly string[], limit = MAX_LABEL_CHARS): M
   return out;
 }
 
-/** Lay `nodes` out with dagre. Unknown dependencies are ignored. */
-export function layout(nodes: readonly IDagNode[], direction: 'TB' | 'LR' = 'TB'): ILayout {
+/** Where each node and edge goes: all of a layout that depends on the DAG's shape alone. */
+interface IGeometry {
+  nodes: Map<string, { x: number; y: number; width: number; label: string }>;
+  edges: ILaidOutEdge[];
+  width: number;
+  height: number;
+}
+
+/**
+ * Layouts by shape (direction, names, dependencies), the most recently used last. dagre is
+ * nearly all of what drawing a state costs (two layouts of a 600-node DAG took ~300 ms), and
+ * most states differ from the one before in statuses only: a cell re-run, a click on another
+ * cell. A shape is laid out once, so the drawing does not move either.
+ */
+const GEOMETRIES = new Map<string, IGeometry>();
+const GEOMETRIES_KEPT = 8;
+
+/** How many layouts dagre computed (read by tests: a state of the same shape adds none). */
+export let layoutsComputed = 0;
+
+function shapeKey(nodes: readonly IDagNode[], direction: string): string {
+  return direction + '\u0000' + nodes.map(n => `${n.name}\u0001${n.deps.join('\u0001')}`).join('\u0000');
+}
+
+function computeGeometry(nodes: readonly IDagNode[], direction: 'TB' | 'LR'): IGeometry {
+  layoutsComputed++;
   const g = new dagre.graphlib.Graph({ multigraph: false });
   g.setGraph({
     rankdir: direction,
@@ -138,11 +162,10 @@ export function layout(nodes: readonly IDagNode[], direction: 'TB' | 'LR' = 'TB'
     }
   }
   dagre.layout(g);
-  const out = new Map<string, ILaidOutNode>();
+  const out = new Map<string, { x: number; y: number; width: number; label: string }>();
   for (const n of nodes) {
     const d = g.node(n.name) as { x: number; y: number; width: number; label: string };
     out.set(n.name, {
-      node: n,
       x: d.x - d.width / 2,
       y: d.y - NODE_HEIGHT / 2,
       width: d.width,
@@ -161,6 +184,29 @@ export function layout(nodes: readonly IDagNode[], direction: 'TB' | 'LR' = 'TB'
     width: Math.ceil(graph.width ?? 0),
     height: Math.ceil(graph.height ?? 0)
   };
+}
+
+/**
+ * Lay `nodes` out with dagre (once per shape, see `GEOMETRIES`). Unknown dependencies are
+ * ignored. The layout's edges are shared between calls: read them, do not change them.
+ */
+export function layout(nodes: readonly IDagNode[], direction: 'TB' | 'LR' = 'TB'): ILayout {
+  const key = shapeKey(nodes, direction);
+  let geometry = GEOMETRIES.get(key);
+  if (geometry) {
+    GEOMETRIES.delete(key); // (set again below: the most recently used)
+  } else {
+    geometry = computeGeometry(nodes, direction);
+    while (GEOMETRIES.size >= GEOMETRIES_KEPT) {
+      GEOMETRIES.delete(GEOMETRIES.keys().next().value as string);
+    }
+  }
+  GEOMETRIES.set(key, geometry);
+  const out = new Map<string, ILaidOutNode>();
+  for (const n of nodes) {
+    out.set(n.name, { node: n, ...geometry.nodes.get(n.name)! });
+  }
+  return { nodes: out, edges: geometry.edges, width: geometry.width, height: geometry.height };
 }
 
 function svg<K extends keyof SVGElementTagNameMap>(
@@ -238,7 +284,9 @@ export function renderDag(
     height: lay.height,
     viewBox: `0 0 ${lay.width} ${lay.height}`,
     role: 'img',
-    'aria-label': `Hamilton DAG with ${lay.nodes.size} nodes`
+    'aria-label': `Hamilton DAG with ${lay.nodes.size} nodes`,
+    // (tests check that a state of the same shape is drawn without laying it out again)
+    'data-layouts-computed': layoutsComputed
   });
 
   const defs = svg('defs');

@@ -638,6 +638,76 @@ def bench_kernel(work: bc.Workdir, layers: int, width: int, reps: int) -> list[R
     ]
 
 
+# Main-thread CPU time between IPython's pre_run_cell and post_run_cell of each cell (the hooks
+# registered last, so the panel's and lab comm's own post_run_cell work is inside): a figure
+# other processes on this shared machine barely move, next to the wall time they do move.
+_CPU_HOOK = """
+import time as _hnb_t
+_hnb_cpu, _hnb_t0 = [], None
+def _hnb_pre(info=None):
+    global _hnb_t0
+    _hnb_t0 = _hnb_t.thread_time()
+def _hnb_post(result=None):
+    if _hnb_t0 is not None:
+        _hnb_cpu.append(_hnb_t.thread_time() - _hnb_t0)
+get_ipython().events.register('pre_run_cell', _hnb_pre)
+get_ipython().events.register('post_run_cell', _hnb_post)
+"""
+
+
+def bench_kernel_sweep(work: bc.Workdir, sizes: list[int], reps: int) -> list[Row]:
+    """(6) One 3-node cell in the middle of a chain notebook of each size, in a real kernel
+    with the panel and the lab comm active: re-run unchanged, edited (one node recomputes and
+    everything below goes stale), and a no-op cell of the same text. The ratio is against the
+    smallest notebook, each figure net of its no-op; main-thread CPU and wall time."""
+    out: dict[int, dict[str, tuple[float, float]]] = {}
+    for n in sizes:
+        d = Path(tempfile.mkdtemp(dir=work.root))
+        k = KernelNotebook(d)
+        try:
+            k.run("1")
+            k.run("%load_ext hamilton_nb")
+            k.open_lab_comm()
+            k.run("%hamilton panel")
+            k.run("get_ipython().register_magic_function(lambda l, c=None: None, "
+                  "'line_cell', 'noop')")
+            for i in range(n):
+                k.run(f"%%hamilton\n{chain_cell(i)}", f"cell-{i}")
+            t = n // 2
+            body = chain_cell(t)
+            k.run(f"%%hamilton\n{body}", f"cell-{t}")
+            k.run(_CPU_HOOK)
+            res = {}
+            for label, srcs in (
+                    ("rerun", [f"%%hamilton\n{body}"] * reps),
+                    ("noop", [f"%%noop\n{body}"] * reps),
+                    ("edit", [f"%%hamilton\n{chain_cell(t, 1000 + j)}" for j in range(reps)])):
+                k.run("_hnb_cpu.clear()")
+                walls = [k.run(src, f"cell-{t}") for src in srcs]
+                f = d / f"{label}.json"
+                k.run(f"import json as _j; open({str(f)!r}, 'w').write(_j.dumps(_hnb_cpu))")
+                cpus = json.loads(f.read_text())[:reps]
+                res[label] = (statistics.median(walls), statistics.median(cpus))
+            out[n] = res
+        finally:
+            k.close()
+    rows = []
+    small, big = sizes[0], sizes[-1]
+    for label, what in (("rerun", "unchanged"), ("edit", "edited")):
+        for i, kind in ((1, "CPU"), (0, "wall")):
+            net = {n: out[n][label][i] - out[n]["noop"][i] for n in (small, big)}
+            ok = net[big] <= 0.005 and net[big] <= 1.3 * max(net[small], 1e-4)
+            rows.append(Row(f"(6) kernel, {big} vs {small} cells: {what} cell, net {kind}",
+                            net[big], net[small], "<=5 ms, <=1.3x" if i == 1 else "",
+                            ok if i == 1 else None))
+    print(f"{'cells':>6}{'re-run':>16}{'edit':>16}{'no-op':>16}   (ms: wall / main-thread CPU)")
+    for n in sizes:
+        r = out[n]
+        print(f"{n:>6}" + "".join(f"{r[x][0] * 1e3:>9.1f} /{r[x][1] * 1e3:>5.2f}"
+                                  for x in ("rerun", "edit", "noop")))
+    return rows
+
+
 # -- main -------------------------------------------------------------------------------------
 
 SECTIONS = ("tiny", "sweep", "big", "startup", "kernel", "engine")
@@ -721,6 +791,13 @@ def main(argv: list[str] | None = None) -> int:
             krows = bench_kernel(work, tiny["layers"], tiny["width"], 3 if not args.quick else 1)
             rows += krows
             bc.print_table("(6) end to end in a real ipykernel (panel + lab comm active)", krows)
+            ksizes = [sizes[0], sizes[-1]]
+            print(f"\n(6) one cell in a real kernel, {ksizes[0]} vs {ksizes[-1]} cells "
+                  "(panel + lab comm active)")
+            kswp = bench_kernel_sweep(work, ksizes, 5 if args.quick else 21)
+            rows += kswp
+            bc.print_table("(6) one cell in a real kernel vs notebook length (second column: "
+                           f"the {ksizes[0]}-cell notebook)", kswp)
         if "engine" in only:
             erows = bc.bench_tiny(work, layers=tiny["layers"], width=tiny["width"],
                                   reps=tiny["reps"], hit_reps=5 if args.quick else 11)

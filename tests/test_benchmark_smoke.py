@@ -47,8 +47,8 @@ def test_bench_cells_quick_runs_every_section_and_prints_the_tables() -> None:
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     out = proc.stdout
     header = re.compile(r"^case\s+hamilton_nb\s+Hamilton\s+nb/Ham\s+target", re.M)
-    # (1)+(3), (2), (4), (5), (6) and the engine-level table
-    assert len(header.findall(out)) == 6, out
+    # (1)+(3), (2), (4), (5), (6) twice and the engine-level table
+    assert len(header.findall(out)) == 7, out
     assert re.search(r"^\(1\) re-run all \d+ unchanged, net / Hamilton all-hit.*\d\.\d{3}x", out,
                      re.M), out
     # the sweep: one row per notebook size, and the plot
@@ -57,4 +57,8 @@ def test_bench_cells_quick_runs_every_section_and_prints_the_tables() -> None:
     assert (ROOT / "build" / "bench_cells_sweep.png").stat().st_size > 0
     assert re.search(r"^\(5\) `%load_ext hamilton_nb`\s+\d", out, re.M), out
     assert re.search(r"^\(6\) kernel: re-run all", out, re.M), out
+    # the kernel sweep: wall / CPU per notebook size, and the net rows
+    assert re.search(r"^\s+20(\s+\d+\.\d /\s*\d+\.\d\d){3}$", out, re.M), out
+    assert re.search(r"^\(6\) kernel, 20 vs 5 cells: unchanged cell, net CPU\s+-?\d", out,
+                     re.M), out
     assert "targets met:" in out

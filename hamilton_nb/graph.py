@@ -565,6 +565,9 @@ def _called_nodes(cell: CellDef, is_node: Callable[[str], bool]) -> None:
             )
 
 
+_SHAPES = itertools.count(1)  # LiveDag.shape_version: unique in the process
+
+
 class LiveDag:
     """Cells and the Hamilton graph made of all their nodes.
 
@@ -595,6 +598,10 @@ class LiveDag:
         # run's plan reads the tags of these only.
         self.tagged: set[str] = set()
         self.config_version = 0  # counts config changes (a kept registration must match it)
+        # Changes whenever nodes or their dependencies may have (never the same number twice,
+        # a cleared DAG included): what is worked out from the shape alone is kept under it.
+        self.shape_version = next(_SHAPES)
+        self._upstream_memo: dict[tuple[str, ...], tuple[str, ...]] = {}
         if self.config:
             self._set_all({}, self.config)  # config keys are input nodes, as in Hamilton
 
@@ -634,6 +641,11 @@ class LiveDag:
         self.tagged = {k for k, n in nodes.items() if _cache_tagged(n)}
         self._fcodes = {code: fc for c in cells.values() for code, fc in c.fcodes.items()}
         self._order = None
+        self._reshaped()
+
+    def _reshaped(self) -> None:
+        self.shape_version = next(_SHAPES)
+        self._upstream_memo = {}
 
     def add_cell(self, cell: CellDef, require: Iterable[str] = ()) -> None:
         """Register (or replace) a cell atomically: on error nothing changes.
@@ -867,6 +879,8 @@ class LiveDag:
                     del self._fcodes[code]
         self._fcodes.update(cell.fcodes)
         self.cells = {**self.cells, cell.cell_id: cell}
+        if old is None or _shape(old) != _shape(cell):
+            self._reshaped()  # (the same names reading the same inputs: the same shape)
         if old is None and self._order is not None and not any(n in dependants
                                                                for n in new):
             # A new cell nothing depended on yet (the usual: cells added at the end): the
@@ -929,6 +943,17 @@ class LiveDag:
         """The nodes that take ``name`` as an input (none if it is not in the DAG)."""
         n = self.nodes.get(name)
         return [u.name for u in n.depended_on_by] if n is not None else []
+
+    def upstream_all(self, outputs: tuple[str, ...]) -> tuple[str, ...]:
+        """``upstream(outputs)``, kept while the DAG's shape is the same (the front-ends ask for
+        the upstream a run reused after every run; a chain's middle cell reuses hundreds)."""
+        memo = self._upstream_memo
+        found = memo.get(outputs)
+        if found is None:
+            if len(memo) >= 64:
+                memo.clear()
+            found = memo[outputs] = tuple(self.upstream(outputs))
+        return found
 
     def upstream(self, outputs: Iterable[str],
                  stop_at: Iterable[str] | Container[str] = ()) -> list[str]:

@@ -319,6 +319,7 @@ class FrontStateCache:
         # extras -> node name -> (key, dict); extras -> cell id -> (cell, key, dict)
         self._nodes: dict[bool, dict[str, tuple[tuple[Any, ...], dict[str, Any]]]] = {}
         self._cells: dict[bool, dict[str, tuple[Any, tuple[Any, ...], dict[str, Any]]]] = {}
+        self._fids: tuple[dict[str, Any], dict[str, str | None]] | None = None
         # extras -> (order, keys, node dicts) of the last whole state
         self._last: dict[bool, tuple[list[str], list[tuple[Any, ...]], list[dict[str, Any]]]] = {}
         # The panel's flush timer and the comm's throttle timer build states from their threads.
@@ -354,7 +355,10 @@ class FrontStateCache:
             reasons = stale_reasons(session, stale, only=only)
         cleared = cleared_nodes(session, only) if extras else set()
         memo = self._nodes.get(extras, {})
-        fids = {cid: c.frontend_id for cid, c in dag_cells.items()}
+        fids = self._fids[1] if self._fids is not None and self._fids[0] is dag_cells else None
+        if fids is None:  # (the DAG's cells dict is replaced, never changed, on registration)
+            fids = {cid: c.frontend_id for cid, c in dag_cells.items()}
+            self._fids = (dag_cells, fids)
         events_get, fids_get, reasons_get, memo_get = (
             events.get, fids.get, reasons.get, memo.get)
         # Every node's key, made in C (map/zip over the order): a re-run of one cell then
@@ -391,7 +395,7 @@ class FrontStateCache:
         for cid, c in dag_cells.items():
             if wanted is not None and cid not in wanted:
                 continue
-            ckey = (c.jupyter_id, tuple(c.nodes), any(x in stale for x in c.nodes))
+            ckey = (c.jupyter_id, tuple(c.nodes), not stale.isdisjoint(c.nodes))
             hit = cmemo.get(cid)
             if hit is not None and hit[0] is c and hit[1] == ckey:
                 d = hit[2]

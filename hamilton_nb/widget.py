@@ -479,6 +479,10 @@ class Panel(W.VBox):
         self._tally = Tally()  # the summary line of self._run_events
         # node -> (its event, the hit event a run reusing it showed) (see _reused_for)
         self._reused_kept: dict[str, tuple[NodeEvent | None, NodeEvent | None]] = {}
+        # _reused_for's last answer: (upstream, their events, the hits by node)
+        self._reused_last: tuple[tuple[str, ...], list[Any], dict[str, NodeEvent]] | None = None
+        self._reused_tally: tuple[dict[str, NodeEvent], Tally] | None = None
+        self._rows_shape = 0  # the DAG's shape_version the rows' names and order are of
         self._structure_changed = True  # the table's children must be rebuilt
         self._graph_pending = False  # the graph waits for the next flush
         # The graph tab shows an older state than the rows: it is drawn when it is selected.
@@ -547,12 +551,21 @@ class Panel(W.VBox):
         stale = len(self._stale_rows)
         return text + (f" · {stale} stale" if stale else "")
 
-    def _set_run_events(self, events: list[NodeEvent]) -> None:
+    def _set_run_events(self, events: list[NodeEvent],
+                        reused: dict[str, NodeEvent] | None = None) -> None:
+        """``reused``: the hits ``events`` are made of (the same dict as the last run's: its
+        count and node set are the last run's, not counted again)."""
         self._run_events = events
+        kept = self._reused_tally
+        if reused is not None and kept is not None and kept[0] is reused:
+            self._tally, self._in_last = kept[1].copy(), set(reused)
+            return
         self._in_last = {e.node for e in events}
         self._tally = Tally()
         for e in events:
             self._tally.add(e)
+        if reused is not None:
+            self._reused_tally = (reused, self._tally.copy())
 
     def _add_run_event(self, ev: NodeEvent) -> None:
         self._run_events.append(ev)
@@ -567,18 +580,25 @@ class Panel(W.VBox):
         s = self.session
         dag = s.dag
         frontier = tuple(n for n in frontier if n in dag.nodes)
-        events, kept = s.node_events, self._reused_kept
+        if not frontier:
+            return {}
+        ups = dag.upstream_all(frontier)
+        events, kept = list(map(s.node_events.get, ups)), self._reused_kept
+        last = self._reused_last
+        if last is not None and last[0] is ups and last[1] == events:
+            return last[2]  # the same upstream, the same events (compared in C)
         out: dict[str, NodeEvent] = {}
         # What Session.reused_events(frontier) makes, in its order, made again only for the
         # nodes whose event changed since.
-        for n in dag.upstream(frontier) if frontier else ():
-            ev = events.get(n)
+        inputs = dag.inputs
+        for n, ev in zip(ups, events, strict=True):
             hit = kept.get(n)
             if hit is None or hit[0] is not ev:
-                hit = kept[n] = (ev, None if ev is None or n in dag.inputs
+                hit = kept[n] = (ev, None if ev is None or n in inputs
                                  else s.reused_event(ev))
             if hit[1] is not None:
                 out[n] = hit[1]
+        self._reused_last = (ups, events, out)
         return out
 
     def _sync_marks(self) -> set[str]:
@@ -609,6 +629,7 @@ class Panel(W.VBox):
                 continue
             rows[name] = self._row(name)
         self.rows = rows
+        self._rows_shape = s.dag.shape_version
         self._stale_rows = {n for n, r in rows.items() if r.status == "stale"}
         self._shorts = short_names(list(rows))
         self._structure_changed = True
@@ -637,8 +658,11 @@ class Panel(W.VBox):
         or cleared mark changed, and the table's rows if nodes came or went."""
         s = self.session
         dirty = set(names) | self._sync_marks()
-        order = [n for n in s.dag.order if not s.dag.nodes[n].user_defined]
-        if order != list(self.rows):
+        # The same shape (an edit that kept its names and inputs): the same rows in the same
+        # order, without a pass over the notebook's nodes.
+        same = self._rows_shape == s.dag.shape_version
+        order = [] if same else [n for n in s.dag.order if n not in s.dag.inputs]
+        if not same and order != list(self.rows):
             old = self.rows
             self.rows = {n: old[n] if n in old and n not in dirty else self._row(n)
                          for n in order}
@@ -648,6 +672,7 @@ class Panel(W.VBox):
             changed = {n for n in dirty if n in self.rows}
         else:
             changed = self._update_rows(dirty)
+        self._rows_shape = s.dag.shape_version
         self._render(changed, graph=graph)
 
     def _row(self, name: str) -> Row:
@@ -849,7 +874,7 @@ class Panel(W.VBox):
                 dirty |= {n for n in old.keys() | reused.keys() if old.get(n) is not reused.get(n)}
                 self._reused = reused
                 was_in_last = self._in_last
-                self._set_run_events(list(reused.values()))
+                self._set_run_events(list(reused.values()), reused)
                 dirty |= was_in_last ^ self._in_last
                 self._live = {n: "queued" for n in ev.nodes if not s.dag.nodes[n].user_defined}
                 dirty |= self._live.keys()
@@ -890,6 +915,7 @@ class Panel(W.VBox):
             # nodes that left go (an edit making 300 hits again cost more than its run).
             if ev.cell_id is None:
                 self._reused_kept = {}
+                self._reused_last = None
             else:
                 for name in ev.removed:
                     self._reused_kept.pop(name, None)

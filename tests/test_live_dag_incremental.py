@@ -123,3 +123,30 @@ def test_inputs_read_with_incompatible_types_are_refused():
     s.register_cell("def a(x: int) -> int:\n    return x\n", "c1")
     with pytest.raises(CellError, match="incompatible types"):
         s.register_cell("def b(x: str) -> str:\n    return x\n", "c2")
+
+
+def test_kept_upstream_follows_every_change_of_shape(tmp_path: Any) -> None:
+    # upstream_all is kept while the DAG's shape is the same: any change of a dependency,
+    # a new or removed cell, a config change or a cleared DAG must show at once.
+    s = Session(namespace={}, cache_dir=tmp_path)
+    dag = s.dag
+    s.register_cell("def a() -> int:\n    return 1\n", "ca")
+    s.register_cell("def b(a: int) -> int:\n    return a\n", "cb")
+    s.register_cell("def c(b: int) -> int:\n    return b\n", "cc")
+    ups = dag.upstream_all(("c",))
+    assert ups == ("a", "b", "c")
+    s.register_cell("def b(a: int) -> int:\n    return a + 1\n", "cb")  # same shape
+    assert dag.upstream_all(("c",)) is ups
+    s.register_cell("def b(x: int) -> int:\n    return x\n", "cb")  # reads another input
+    assert dag.upstream_all(("c",)) == tuple(dag.upstream(["c"])) == ("x", "b", "c")
+    s.register_cell("def x() -> int:\n    return 2\n", "cx")  # the input becomes a node
+    assert dag.upstream_all(("c",)) == ("x", "b", "c") and "x" not in dag.inputs
+    s.remove_cell("cx")
+    assert "x" in dag.inputs and dag.upstream_all(("c",)) == ("x", "b", "c")
+    s.register_cell("def c(b: int, a: int) -> int:\n    return b + a\n", "cc")
+    assert set(dag.upstream_all(("c",))) == {"x", "b", "a", "c"}
+    assert dag.upstream_all(("c",)) == tuple(dag.upstream(["c"]))
+    dag.clear()
+    dag_cells = ("def c() -> int:\n    return 0\n", "cc")
+    s.register_cell(*dag_cells)
+    assert dag.upstream_all(("c",)) == ("c",)

@@ -229,12 +229,20 @@ def stale_reasons(session: Any, stale: set[str] | None = None,
                     namespace=session.namespace)
     runner.versioner = CodeVersioner(session._static)
     reasons: dict[str, str] = {}
-    pos = session.dag.position()
-    for name in sorted(stale if only is None else only, key=lambda n: pos.get(n, 0)):
-        if name not in stale or name not in session.dag.nodes:
+    all_deps = session.dag.deps
+    if only is None:
+        names: Iterable[str] = stale  # (looked up by name: the order does not matter)
+    else:
+        pos = session.dag.position()
+        names = sorted((n for n in only if n in stale), key=lambda n: pos.get(n, 0))
+    # An edit high in a long notebook makes hundreds of nodes stale, and each front-end asks
+    # after every run: most are stale because an upstream is, found here in C.
+    is_stale = stale.__contains__
+    for name in names:
+        deps = all_deps.get(name)
+        if deps is None:  # not in the DAG
             continue
-        deps = session.dag.deps[name]
-        up = next((d for d in deps if d in stale), None)
+        up = next(filter(is_stale, deps), None)
         if up is not None:
             reasons[name] = f"upstream `{up}` is stale"
             continue
@@ -320,6 +328,8 @@ class FrontStateCache:
         self._nodes: dict[bool, dict[str, tuple[tuple[Any, ...], dict[str, Any]]]] = {}
         self._cells: dict[bool, dict[str, tuple[Any, tuple[Any, ...], dict[str, Any]]]] = {}
         self._fids: tuple[dict[str, Any], dict[str, str | None]] | None = None
+        # extras -> (cells, their "not stale" marks, cell dicts) of the last whole state
+        self._cells_last: dict[bool, tuple[list[Any], list[bool], list[dict[str, Any]]]] = {}
         # extras -> (order, keys, node dicts) of the last whole state
         self._last: dict[bool, tuple[list[str], list[tuple[Any, ...]], list[dict[str, Any]]]] = {}
         # The panel's flush timer and the comm's throttle timer build states from their threads.
@@ -389,28 +399,55 @@ class FrontStateCache:
             memo.update(zip(order, zip(keys, nodes, strict=True), strict=True))
             self._nodes[extras] = memo
         cmemo = self._cells.get(extras, {})
-        ckeep = {} if names is None else cmemo
-        cells = []
-        wanted = None if names is None else {node_cell.get(n) for n in order}
-        for cid, c in dag_cells.items():
-            if wanted is not None and cid not in wanted:
-                continue
-            ckey = (c.jupyter_id, tuple(c.nodes), not stale.isdisjoint(c.nodes))
-            hit = cmemo.get(cid)
-            if hit is not None and hit[0] is c and hit[1] == ckey:
-                d = hit[2]
-            else:
-                d = {"cell_id": c.frontend_id, "nodes": list(c.nodes),
-                     "source_hash": c.source_hash, "stale": ckey[2]}
-                if extras:
-                    d["label"] = cell_label(session, c.frontend_id)
-            ckeep[cid] = (c, ckey, d)
-            cells.append(d)
-        self._cells[extras] = ckeep
+        cobjs = list(dag_cells.values())
+        # Each cell's stale mark, in C; the cell objects are replaced, never changed, when a
+        # cell is registered again.
+        fresh = list(map(stale.isdisjoint, map(_CELL_NODES, cobjs)))
+        prev = self._cells_last.get(extras) if names is None else None
+        if prev is not None and len(prev[0]) == len(cobjs):
+            # The same number of cells as the last whole state: its dicts, made again for the
+            # cells that were replaced or whose mark changed.
+            cells = list(prev[2])
+            for i in itertools.compress(range(len(cobjs)), map(
+                    operator.or_, map(operator.is_not, cobjs, prev[0]),
+                    map(operator.ne, fresh, prev[1]))):
+                c = cobjs[i]
+                ckey = (c.jupyter_id, tuple(c.nodes), not fresh[i])
+                cells[i] = _cell_state(session, c, ckey[2], extras)
+                cmemo[c.cell_id] = (c, ckey, cells[i])
+        else:
+            ckeep = {} if names is None else cmemo
+            cells = []
+            wanted = None if names is None else {node_cell.get(n) for n in order}
+            for c, clean in zip(cobjs, fresh, strict=True):
+                cid = c.cell_id
+                if wanted is not None and cid not in wanted:
+                    continue
+                ckey = (c.jupyter_id, tuple(c.nodes), not clean)
+                hit = cmemo.get(cid)
+                d = hit[2] if hit is not None and hit[0] is c and hit[1] == ckey else \
+                    _cell_state(session, c, ckey[2], extras)
+                ckeep[cid] = (c, ckey, d)
+                cells.append(d)
+            self._cells[extras] = ckeep
+        if names is None:
+            self._cells_last[extras] = (cobjs, fresh, cells)
         last = getattr(session, "_last", None)
         return {"session_id": session.session_id,
                 "run_id": last.run_id if last else None,
                 "running": session.running, "nodes": nodes, "cells": cells}
+
+
+_CELL_NODES = operator.attrgetter("nodes")
+
+
+def _cell_state(session: Any, c: Any, stale: bool, extras: bool) -> dict[str, Any]:
+    """One cell of ``session.dag_state()`` (and with ``extras`` of :func:`front_state`)."""
+    d = {"cell_id": c.frontend_id, "nodes": list(c.nodes), "source_hash": c.source_hash,
+         "stale": stale}
+    if extras:
+        d["label"] = cell_label(session, c.frontend_id)
+    return d
 
 
 def _node_state(name: str, key: tuple[Any, ...], extras: bool) -> dict[str, Any]:

@@ -1076,7 +1076,8 @@ class Panel(W.VBox):
     def run_rows(self) -> tuple[list[Row], str]:
         """The rows the output of the last run lists, in DAG order, and a line saying what it
         left out: every node the run planned; of the upstream it reused without looking, the
-        ``ROWS_PER_REASON`` nearest; of the nodes stale after it, the first ``STALE_ROWS``.
+        last ``ROWS_PER_REASON`` in topological order (in a chain, the nearest); of the nodes
+        stale after it, the first ``STALE_ROWS``.
 
         A re-run of the middle cell of a long chain reuses the whole chain above it, and an
         edit high up makes everything below it stale: listing all of it made every cell's
@@ -1096,8 +1097,7 @@ class Panel(W.VBox):
         if not shown and not self._run_events:
             return list(rows.values())[:MAX_ROWS], ""
         left = [f"{n} reused from the cache" for n in (len(up) - len(near),) if n] + [
-            f"{n} stale" for n in (len(stale_rows) - len(stale) - len(stale_rows & own.keys()),)
-            if n > 0]
+            f"{n} stale" for n in (len(stale_rows.difference(names)),) if n]
         more = (f"… and {' and '.join(left)} not listed here (the live panel and "
                 f"`%hamilton status` list every node)") if left else ""
         return shown, more

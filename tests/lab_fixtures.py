@@ -28,7 +28,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,11 +150,15 @@ def write_notebook(lab: Lab, cells: list[tuple[str, str, str]]) -> str:
 
 
 def open_notebook(browser: Any, lab: Lab, path: str, errors: list[str] | None = None,
-                  side_panel: str | None = None) -> Any:
+                  side_panel: str | None = None,
+                  on_page: Callable[[Any], None] | None = None) -> Any:
     """A new page with the notebook open and its kernel idle (a unique workspace, reset, so a
     restored workspace never runs cells in another notebook). Page errors go to ``errors``.
-    ``side_panel``: the id of a right-sidebar widget to open (by clicking its tab) and wait for."""
+    ``side_panel``: the id of a right-sidebar widget to open (by clicking its tab) and wait for.
+    ``on_page``: called with the page before it loads (to listen to its websockets)."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
+    if on_page is not None:
+        on_page(page)
     if errors is not None:
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

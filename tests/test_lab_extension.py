@@ -13,6 +13,7 @@ extension built into the environment (``pip install -e .``).
 
 from __future__ import annotations
 
+import json
 import queue
 import time
 import uuid
@@ -201,6 +202,80 @@ def test_comm_bridge_protocol(kernel: KernelDriver, tmp_path: Path) -> None:
     late = _open(kernel, {"type": "hello", "protocol": 1})
     [closed] = kernel.comm_messages(late)
     assert closed["msg_type"] == "comm_close"  # what a kernel without hamilton_nb answers
+
+
+def _apply_delta(state: dict, delta: dict) -> dict:
+    """What the lab extension's applyDelta does (labextension/src/protocol.ts)."""
+    assert len(state["nodes"]) == delta["n_nodes"] and len(state["cells"]) == delta["n_cells"]
+    nodes, cells = list(state["nodes"]), list(state["cells"])
+    for i, n in delta["nodes"]:
+        nodes[i] = n
+    for i, c in delta["cells"]:
+        cells[i] = c
+    return {"session_id": delta["session_id"], "run_id": delta["run_id"],
+            "running": delta["running"], "nodes": nodes, "cells": cells}
+
+
+@pytest.mark.kernel
+def test_comm_bridge_sends_what_changed_to_front_ends_that_take_deltas(
+        kernel: KernelDriver, tmp_path: Path) -> None:
+    """A front-end naming `state_delta` in its hello gets the whole state once, then only the
+    nodes and cells that changed, numbered so that it can tell a gap; the state it rebuilds is
+    the kernel's. A front-end that did not name it (an older extension) gets whole states."""
+    chain = "".join(f"def n{i}(n{i - 1}: int) -> int:\n    return n{i - 1} + 1\n"
+                    for i in range(1, 40))
+    # Nodes no step below touches: a delta is sent while it is the smaller message.
+    wide = "".join(f"def w{i}() -> int:\n    return {i}\n" for i in range(60))
+    kernel.execute(BRIDGE_SETUP.format(cache=str(tmp_path / "cache"))
+                   + f"_hnb_test_session.register_cell({chain!r}, 'cell-chain')\n"
+                   + f"_hnb_test_session.register_cell({wide!r}, 'cell-wide')\n"
+                   + "_hnb_test_session.register_cell("
+                   + "'def n0(doubled: int) -> int:\\n    return doubled\\n', 'cell-n0')\n"
+                   + "_hnb_test_session.run(['n39', 'w59'])\n")
+    new = _open(kernel, {"type": "hello", "protocol": 1, "features": ["state_delta"]})
+    old = _open(kernel, {"type": "hello", "protocol": 1})
+    [first] = kernel.comm_messages(new)
+    assert first["type"] == "state" and isinstance(first["seq"], int)
+    state, seq = first["state"], first["seq"]
+    kernel.comm_messages(old)
+
+    def pushed(code: str) -> tuple[list[dict], list[dict]]:
+        seen = len(kernel.iopub)
+        kernel.execute(code)
+        msgs = kernel.iopub[seen:] + kernel.drain(1.0)
+        return tuple([m["content"]["data"] for m in msgs if m["msg_type"] == "comm_msg"
+                      and m["content"].get("comm_id") == c] for c in (new, old))
+
+    truth = ("import json, hamilton_nb.report as r\n"
+             "open({path!r}, 'w').write(json.dumps(r.front_state(_hnb_test_session)))")
+    for step, code in enumerate((
+            "_hnb_test_session.run(['doubled'])",  # all hits: few nodes change
+            "_hnb_test_session.register_cell("
+            "'def raw() -> int:\\n    return 22\\n', 'cell-a')\n"
+            "_hnb_test_session.run(['raw'])",  # everything below raw goes stale
+            "_hnb_test_session.run(['n39'])")):  # and is computed again
+        deltas, wholes = pushed(code)
+        assert deltas and all(d["type"] == "state_delta" for d in deltas), deltas
+        assert wholes and all(w["type"] == "state" for w in wholes), wholes
+        for d in deltas:
+            assert d["base"] == seq and d["seq"] > seq  # numbered: a gap would show
+            state, seq = _apply_delta(state, d), d["seq"]
+        path = tmp_path / f"truth-{step}.json"
+        kernel.execute(truth.format(path=str(path)))
+        assert state == json.loads(path.read_text()) == wholes[-1]["state"]
+        if step == 0:
+            assert len(deltas[-1]["nodes"]) <= 4 and deltas[-1]["cells"] == []
+    # Nodes went (a cell now defines fewer): the whole state is sent.
+    kernel.execute("_hnb_test_session.register_cell("
+                   "'def w0() -> int:\\n    return -1\\n', 'cell-wide')")
+    deltas, _ = pushed("_hnb_test_session.run(['n39'])")
+    assert deltas[-1]["type"] == "state" and deltas[-1]["seq"] > seq
+    state, seq = deltas[-1]["state"], deltas[-1]["seq"]
+    # A request for the whole state (a front-end that lost track) answers with it, numbered.
+    kernel.send("comm_msg", {"comm_id": new, "data": {"type": "request_state", "protocol": 1,
+                                                      "features": ["state_delta"]}})
+    [whole] = kernel.comm_messages(new)
+    assert whole["type"] == "state" and whole["seq"] > seq and whole["state"] == state
 
 
 @pytest.mark.kernel
@@ -435,6 +510,50 @@ def test_lab_panel_redraws_a_state_of_the_same_shape_without_laying_it_out_again
     )
     _node(page, "tripled", "computed").wait_for(timeout=30_000)
     assert int(svg.get_attribute("data-layouts-computed")) > int(before)
+
+
+@pytest.mark.browser
+def test_lab_panel_applies_the_kernels_deltas(lab: Lab, browser: Any,
+                                              request: pytest.FixtureRequest) -> None:
+    # Re-running one cell of a notebook of 42 nodes changes two: the kernel sends those two
+    # (a state_delta, seen on the websocket), and the panel shows the same as a whole state.
+    wide = "%%hamilton\n" + "".join(f"def w{i}() -> int:\n    return {i}\n" for i in range(40))
+    path = write_notebook(lab, [("load", "code", "%load_ext hamilton_nb"),
+                                ("cell-wide", "code", wide), ("cell-a", "code", CELL_A),
+                                ("cell-b", "code", CELL_B)])
+    frames: list[str] = []
+
+    def listen(page: Any) -> None:
+        # (Jupyter's websocket protocol sends binary frames: the JSON parts are in them)
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(
+            f if isinstance(f, str) else bytes(f).decode("utf-8", "replace"))))
+
+    errors: list[str] = []
+    page = open_notebook(browser, lab, path, errors, side_panel=HAMILTON_PANEL, on_page=listen)
+    try:
+        run_all(page)
+        _node(page, "doubled", "computed").wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)  # the states of the last cell's end
+        seen = len(frames)
+        page.evaluate(
+            """() => {
+                const nb = window.jupyterapp.shell.currentWidget.content;
+                nb.activeCellIndex = nb.widgets.findIndex(c => c.model.id === 'cell-b');
+                return window.jupyterapp.commands.execute('notebook:run-cell');
+            }"""
+        )
+        _node(page, "doubled", "cached").wait_for(timeout=30_000)
+        assert any('"state_delta"' in f for f in frames[seen:]), "no delta was sent"
+        assert _node(page, "raw").get_attribute("data-status") == "cached"
+        assert page.locator("#hamilton-nb-panel g.hnb-node").count() == 42
+        assert "42 nodes" in page.locator("#hamilton-nb-panel .hnb-summary").text_content()
+        assert _node(page, "w7").get_attribute("data-status") == "computed"
+        assert not [e for e in errors if "hamilton" in e.lower()], errors
+    except Exception:
+        shot(page, f"{request.node.name}-failed")
+        raise
+    finally:
+        page.close()
 
 
 @pytest.mark.browser

@@ -12,7 +12,9 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { bodyHash, hamiltonBody } from './hash';
 import {
+  applyDelta,
   COMM_TARGET,
+  DELTA_FEATURE,
   FrontendMessage,
   IDagNode,
   IDagState,
@@ -185,7 +187,7 @@ export class NotebookConnection implements IDisposable {
 
   /** Ask the kernel for its state again (or say hello if it was not loaded before). */
   refresh(): void {
-    if (!this.send({ type: 'request_state', protocol: PROTOCOL })) {
+    if (!this.send({ type: 'request_state', protocol: PROTOCOL, features: [DELTA_FEATURE] })) {
       this._hello();
     }
   }
@@ -309,7 +311,7 @@ export class NotebookConnection implements IDisposable {
       this._onCommClosed(comm);
     };
     try {
-      comm.open({ type: 'hello', protocol: PROTOCOL });
+      comm.open({ type: 'hello', protocol: PROTOCOL, features: [DELTA_FEATURE] });
     } catch (err) {
       window.clearTimeout(timer);
       this._helloPending = false;
@@ -406,7 +408,13 @@ export class NotebookConnection implements IDisposable {
     if (current && this._kernelComm && (data as { type?: unknown }).type === 'state') {
       this._closeKernelComm(); // our own comm answers now: one stream of states is enough
     }
-    const msg = data as { type?: unknown; state?: unknown; message?: unknown };
+    const msg = data as {
+      type?: unknown;
+      state?: unknown;
+      message?: unknown;
+      seq?: unknown;
+      base?: unknown;
+    };
     if (msg.type === 'state') {
       const state = parseState(msg.state);
       if (!state) {
@@ -414,7 +422,32 @@ export class NotebookConnection implements IDisposable {
         return;
       }
       this._helloPending = false;
+      this._wholeStateAsked = false;
+      this._seq = typeof msg.seq === 'number' ? msg.seq : null;
       this._setState(state);
+      this._setStatus('connected');
+    } else if (msg.type === 'state_delta') {
+      // What changed since state number `base`. A delta this state has already seen (the same
+      // broadcast on the kernel's comm and ours) is dropped; one that does not fit it (a
+      // message lost, or a state sent meanwhile as a reply) makes us ask for the whole state.
+      const seq = typeof msg.seq === 'number' ? msg.seq : null;
+      if (seq === null || (this._seq !== null && seq <= this._seq)) {
+        return;
+      }
+      const next =
+        this._state && this._seq !== null && msg.base === this._seq
+          ? applyDelta(this._state, data)
+          : null;
+      if (!next) {
+        this._seq = null;
+        if (!this._wholeStateAsked) {
+          this._wholeStateAsked = true; // (once: the deltas until it comes are dropped)
+          this.refresh();
+        }
+        return;
+      }
+      this._seq = seq;
+      this._setState(next);
       this._setStatus('connected');
     } else if (msg.type === 'error') {
       Notification.error(`Hamilton: ${String(msg.message ?? 'request failed')}`, {
@@ -552,6 +585,10 @@ export class NotebookConnection implements IDisposable {
 
   // ---------------------------------------------------------------- bookkeeping
   private _setState(state: IDagState | null): void {
+    if (state === null) {
+      this._seq = null;
+      this._wholeStateAsked = false;
+    }
     if (state === null && this._state === null) {
       return;
     }
@@ -574,6 +611,9 @@ export class NotebookConnection implements IDisposable {
   private _changed = new Signal<this, void>(this);
   private _status: ConnectionStatus = 'no_kernel';
   private _state: IDagState | null = null;
+  /** The number of `_state` (a `state_delta` applies to the state it names); null: unknown. */
+  private _seq: number | null = null;
+  private _wholeStateAsked = false;
   private _kernel: Kernel.IKernelConnection | null = null;
   private _comm: Kernel.IComm | null = null;
   private _kernelComm: Kernel.IComm | null = null;

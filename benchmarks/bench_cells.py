@@ -557,6 +557,7 @@ class KernelNotebook:
         env = dict(os.environ, HAMILTON_NB_CACHE=str(cwd / "cache"), PYTHONPATH=str(ROOT))
         self.km, self.kc = start_new_kernel(kernel_name="python3", startup_timeout=120,
                                             cwd=str(cwd), env=env)
+        self.kernel_comms: list[str] = []  # comms the kernel opened to the lab extension
 
     def run(self, code: str, cell_id: str | None = None) -> float:
         kc = self.kc
@@ -574,6 +575,8 @@ class KernelNotebook:
                 continue
             if m["msg_type"] == "error":
                 error = m["content"]["ename"] + ": " + m["content"]["evalue"]
+            if m["msg_type"] == "comm_open" and m["content"].get("target_name") == "hamilton_nb":
+                self.kernel_comms.append(m["content"]["comm_id"])
             if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
                 break
         elapsed = time.perf_counter() - t0
@@ -589,10 +592,16 @@ class KernelNotebook:
         return elapsed
 
     def open_lab_comm(self) -> None:
-        """What the JupyterLab extension does on kernel ready: open the comm, say hello."""
+        """What the JupyterLab extension does once hamilton_nb's session has started (the
+        kernel opened its comm): close that comm, open its own and say hello, asking for
+        deltas. Call it after a cell that used the session (the comm starts with it)."""
+        for comm_id in self.kernel_comms:
+            self.kc.shell_channel.send(self.kc.session.msg(
+                "comm_close", {"comm_id": comm_id, "data": {}}))
         msg = self.kc.session.msg("comm_open", {"comm_id": uuid.uuid4().hex,
                                                 "target_name": "hamilton_nb",
-                                                "data": {"type": "hello", "protocol": 1}})
+                                                "data": {"type": "hello", "protocol": 1,
+                                                         "features": ["state_delta"]}})
         self.kc.shell_channel.send(msg)
 
     def close(self) -> None:
@@ -607,8 +616,8 @@ def bench_kernel(work: bc.Workdir, layers: int, width: int, reps: int) -> list[R
     try:
         k.run("1")
         t_load = k.run("%load_ext hamilton_nb")
-        k.open_lab_comm()
         k.run("%hamilton panel")
+        k.open_lab_comm()
         k.run("get_ipython().register_magic_function(lambda l, c=None: None, 'line_cell', "
               "'noop')")
 
@@ -667,8 +676,8 @@ def bench_kernel_sweep(work: bc.Workdir, sizes: list[int], reps: int) -> list[Ro
         try:
             k.run("1")
             k.run("%load_ext hamilton_nb")
-            k.open_lab_comm()
             k.run("%hamilton panel")
+            k.open_lab_comm()
             k.run("get_ipython().register_magic_function(lambda l, c=None: None, "
                   "'line_cell', 'noop')")
             for i in range(n):

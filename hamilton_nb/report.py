@@ -212,6 +212,12 @@ def cell_label(session: Any, cell_id: str | None) -> str:
     return names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "")
 
 
+# session -> ((shape version, stale set), the "upstream `x` is stale" sentences), see below
+_UPSTREAM_REASONS: weakref.WeakKeyDictionary[Any, tuple[tuple[int, frozenset[str]],
+                                                         dict[str, str]]] = \
+    weakref.WeakKeyDictionary()
+
+
 def stale_reasons(session: Any, stale: set[str] | None = None,
                   only: Sequence[str] | None = None) -> dict[str, str]:
     """One true sentence per stale node (or per node of ``only``, in DAG order): what changed
@@ -229,23 +235,36 @@ def stale_reasons(session: Any, stale: set[str] | None = None,
                     namespace=session.namespace)
     runner.versioner = CodeVersioner(session._static)
     reasons: dict[str, str] = {}
-    all_deps = session.dag.deps
-    if only is None:
-        names: Iterable[str] = stale  # (looked up by name: the order does not matter)
+    dag = session.dag
+    # A node with a stale input is stale because of it: that sentence depends on the stale
+    # set and the DAG's shape alone, and is kept for them (an edit high in a long notebook
+    # leaves hundreds of nodes stale, and the panel and the lab comm each ask after a run).
+    key = (dag.shape_version, frozenset(stale))
+    kept = _UPSTREAM_REASONS.get(session)
+    if kept is not None and kept[0] == key:
+        upstream = kept[1]
     else:
-        pos = session.dag.position()
+        is_stale, all_deps = key[1].__contains__, dag.deps
+        upstream = {}
+        for name in key[1]:
+            deps = all_deps.get(name)
+            up = next(filter(is_stale, deps), None) if deps is not None else None
+            if up is not None:
+                upstream[name] = f"upstream `{up}` is stale"
+        _UPSTREAM_REASONS[session] = (key, upstream)
+    if only is None:
+        reasons.update(upstream)
+        names: Iterable[str] = stale - upstream.keys()
+    else:
+        pos = dag.position()
         names = sorted((n for n in only if n in stale), key=lambda n: pos.get(n, 0))
-    # An edit high in a long notebook makes hundreds of nodes stale, and each front-end asks
-    # after every run: most are stale because an upstream is, found here in C.
-    is_stale = stale.__contains__
     for name in names:
-        deps = all_deps.get(name)
-        if deps is None:  # not in the DAG
+        if name not in dag.nodes:
             continue
-        up = next(filter(is_stale, deps), None)
-        if up is not None:
-            reasons[name] = f"upstream `{up}` is stale"
+        if name in upstream:
+            reasons[name] = upstream[name]
             continue
+        deps = dag.deps[name]
         ev = session.node_events.get(name)
         cv, code = runner._code_version(session.dag.nodes[name], name)
         if ev is not None and cv != ev.code_version:

@@ -54,3 +54,29 @@ def test_cached_state_equals_the_state_built_from_scratch_through_edits(ps: Any)
     assert "other" not in {n["name"] for n in state["nodes"]}
     ps.run("clean", factor=2)
     same_as_from_scratch(s)
+
+
+def test_stale_reasons_follow_the_stale_set_and_the_dags_shape(ps: Any) -> None:
+    # "upstream `x` is stale" is kept per (DAG shape, stale set): a dependency changed by an
+    # edit, or another stale set, must give the sentence of now.
+    from hamilton_nb.report import stale_reasons
+
+    s = ps.s
+    ps.cell("def a() -> int:\n    return 1\n", "ca")
+    ps.cell("def b(a: int) -> int:\n    return a + 1\n", "cb")
+    ps.cell("def x() -> int:\n    return 5\n", "cx")
+    ps.cell("def c(b: int, x: int) -> int:\n    return b + x\n", "cc")
+    ps.run("c")
+    ps.cell("def a() -> int:\n    return 2\n", "ca")  # edited, not run
+    first = stale_reasons(s)
+    assert first["b"] == "upstream `a` is stale" and first["c"] == "upstream `b` is stale"
+    assert first["a"].startswith("code")
+    assert stale_reasons(s) == first  # asked again: the same
+    ps.cell("def c(x: int, a: int) -> int:\n    return x + a\n", "cc")  # reads a, not b
+    assert stale_reasons(s)["c"] == "upstream `a` is stale"
+    assert stale_reasons(s, only=["c"]) == {"c": "upstream `a` is stale"}
+    ps.run("a")  # a is fresh again: what reads it is stale for another reason
+    now = stale_reasons(s)
+    assert "a" not in now
+    assert now["b"] == "upstream `a` changed since it ran"
+    assert now["c"] == "code of `c` changed"  # (its cell was edited: its own code says most)

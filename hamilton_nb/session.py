@@ -129,6 +129,8 @@ class Session:
         self._hits: dict[str, tuple[NodeEvent, NodeEvent]] = {}  # reused_events' hit per event
         # reused_events' last answer: (upstream, their events, the hits)
         self._reused_last: tuple[tuple[str, ...], list[Any], list[NodeEvent]] | None = None
+        # shown_events' hits by node, with the hits they were made of
+        self._shown_last: tuple[list[NodeEvent], dict[str, NodeEvent]] | None = None
         self._shown_reused: tuple[str, ...] = ()  # the reused frontier of the latest run
         # name -> (id() of the object we bound, its data version): names hamilton_nb bound
         self._bound: dict[str, tuple[int, str | None]] = {}
@@ -890,8 +892,11 @@ class Session:
         without looking at them count as hits of that run (see :meth:`reused_events`)."""
         if not self._shown_reused:
             return self.node_events
-        return {**self.node_events,
-                **{e.node: e for e in self.reused_events(self._shown_reused)}}
+        hits = self.reused_events(self._shown_reused)
+        kept = self._shown_last
+        if kept is None or kept[0] != hits:  # (the same hits: compared by identity, in C)
+            kept = self._shown_last = (hits, {e.node: e for e in hits})
+        return {**self.node_events, **kept[1]}
 
     @staticmethod
     def reused_event(ev: NodeEvent) -> NodeEvent:

@@ -556,6 +556,7 @@ class Panel(W.VBox):
         """``reused``: the hits ``events`` are made of (the same dict as the last run's: its
         count and node set are the last run's, not counted again)."""
         self._run_events = events
+        self._n_hits = len(reused) if reused is not None else 0  # the hits events start with
         kept = self._reused_tally
         if reused is not None and kept is not None and kept[0] is reused:
             self._tally, self._in_last = kept[1].copy(), set(reused)
@@ -614,8 +615,9 @@ class Panel(W.VBox):
             reasons = stale_reasons(s, stale) if stale else {}
             cleared = cleared_nodes(s)
         old = self._stale_reasons
-        changed = (stale ^ self._stale) | (cleared ^ self._cleared) | {
-            n for n in stale if reasons.get(n) != old.get(n)}
+        changed = (stale ^ self._stale) | (cleared ^ self._cleared)
+        if reasons != old:  # (compared in C: after most runs they are the same)
+            changed |= {n for n, _ in reasons.items() ^ old.items() if n in stale}
         self._stale, self._stale_reasons, self._cleared = stale, reasons, cleared
         return changed
 
@@ -871,7 +873,9 @@ class Panel(W.VBox):
                 dirty |= self._requested
                 reused = self._reused_for(ev.reused)
                 old = self._reused
-                dirty |= {n for n in old.keys() | reused.keys() if old.get(n) is not reused.get(n)}
+                if reused is not old:  # (the same upstream as the last run: the same dict)
+                    dirty |= {n for n in old.keys() | reused.keys()
+                              if old.get(n) is not reused.get(n)}
                 self._reused = reused
                 was_in_last = self._in_last
                 self._set_run_events(list(reused.values()), reused)
@@ -1084,7 +1088,9 @@ class Panel(W.VBox):
         output (and the saved notebook) grow with the notebook. The summary line still counts
         every node; the live table lists them all."""
         rows, reused = self.rows, self._reused
-        own = dict.fromkeys(e.node for e in self._run_events if e.node not in reused)
+        # The run's events follow the hits of what it reused (see _set_run_events).
+        own = dict.fromkeys(e.node for e in itertools.islice(self._run_events, self._n_hits, None)
+                            if e.node not in reused)
         up = [n for n in reused if n not in own]  # topological: the nearest come last
         near = up[-ROWS_PER_REASON:] if len(up) > ROWS_PER_REASON else up
         stale_rows = self._stale_rows

@@ -349,8 +349,9 @@ class FrontStateCache:
         self._fids: tuple[dict[str, Any], dict[str, str | None]] | None = None
         # extras -> (cells, their "not stale" marks, cell dicts) of the last whole state
         self._cells_last: dict[bool, tuple[list[Any], list[bool], list[dict[str, Any]]]] = {}
-        # extras -> (order, keys, node dicts) of the last whole state
-        self._last: dict[bool, tuple[list[str], list[tuple[Any, ...]], list[dict[str, Any]]]] = {}
+        # extras -> (shape version, cell ids, order, events, stale, reasons, cleared, node
+        # dicts) of the last whole state
+        self._last: dict[bool, tuple[Any, ...]] = {}
         # The panel's flush timer and the comm's throttle timer build states from their threads.
         self._lock = threading.Lock()
 
@@ -387,36 +388,57 @@ class FrontStateCache:
         fids = self._fids[1] if self._fids is not None and self._fids[0] is dag_cells else None
         if fids is None:  # (the DAG's cells dict is replaced, never changed, on registration)
             fids = {cid: c.frontend_id for cid, c in dag_cells.items()}
+            if self._fids is not None and self._fids[1] == fids:
+                fids = self._fids[1]  # the same ids: the same object (see the fast path below)
             self._fids = (dag_cells, fids)
         events_get, fids_get, reasons_get, memo_get = (
             events.get, fids.get, reasons.get, memo.get)
-        # Every node's key, made in C (map/zip over the order): a re-run of one cell then
-        # costs the notebook C-speed passes only, and Python work for the nodes that changed.
-        # The event goes in the key as itself: the same object compares by identity first.
-        keys = list(zip(map(events_get, order), map(stale.__contains__, order),
-                        map(reasons_get, order), map(cleared.__contains__, order),
-                        map(fids_get, map(node_cell.get, order)), map(inputs.__contains__, order),
-                        map(deps.__getitem__, order), strict=True))
-        prev = self._last.get(extras) if names is None else None
-        if prev is not None and prev[0] == order:
-            # The same nodes in the same order as the last whole state: its dicts, made again
-            # where the key differs.
-            nodes = list(prev[2])
-            for i in itertools.compress(range(len(keys)), map(operator.ne, keys, prev[1])):
-                nodes[i] = _node_state(order[i], keys[i], extras)
+        evs = list(map(events_get, order))
+        last = self._last.get(extras) if names is None else None
+        if (last is not None and last[0] == dag.shape_version and last[1] is fids
+                and last[2] == order):
+            # The same nodes, order and cells as the last whole state: its dicts, made again
+            # for the nodes whose event (compared by identity, in C), stale or cleared mark or
+            # stale reason changed (set operations, in C). A re-run of one cell costs the
+            # notebook a few C passes, and Python work for what it changed.
+            pos = dag.position()
+            dirty = set(itertools.compress(range(len(order)),
+                                           map(operator.is_not, evs, last[3])))
+            for names_changed in (stale ^ last[4], cleared ^ last[6]):
+                dirty.update(pos[n] for n in names_changed if n in pos)
+            if reasons != last[5]:
+                dirty.update(pos[n] for n, _ in reasons.items() ^ last[5].items() if n in pos)
+            nodes = list(last[7])
+            for i in dirty:
+                name = order[i]
+                key = (evs[i], name in stale, reasons_get(name), name in cleared,
+                       fids_get(node_cell.get(name)), name in inputs, deps[name])
+                hit = memo_get(name)
+                d = hit[1] if hit is not None and hit[0] == key else \
+                    _node_state(name, key, extras)
+                nodes[i] = d
+                memo[name] = (key, d)
         else:
+            # Every node's key, made in C (map/zip over the order). The event goes in the key
+            # as itself: the same object compares by identity first.
+            keys = list(zip(evs, map(stale.__contains__, order), map(reasons_get, order),
+                            map(cleared.__contains__, order),
+                            map(fids_get, map(node_cell.get, order)),
+                            map(inputs.__contains__, order), map(deps.__getitem__, order),
+                            strict=True))
             nodes = []
             for name, key in zip(order, keys, strict=True):
                 hit = memo_get(name)
                 nodes.append(hit[1] if hit is not None and hit[0] == key
                              else _node_state(name, key, extras))
+            if names is None:  # (all nodes: those that left the DAG go)
+                memo = dict(zip(order, zip(keys, nodes, strict=True), strict=True))
+            else:
+                memo.update(zip(order, zip(keys, nodes, strict=True), strict=True))
+        self._nodes[extras] = memo
         if names is None:
-            self._last[extras] = (order, keys, nodes)
-            # (all nodes: those that left the DAG go)
-            self._nodes[extras] = dict(zip(order, zip(keys, nodes, strict=True), strict=True))
-        else:
-            memo.update(zip(order, zip(keys, nodes, strict=True), strict=True))
-            self._nodes[extras] = memo
+            self._last[extras] = (dag.shape_version, fids, order, evs, frozenset(stale),
+                                  reasons, cleared, nodes)
         cmemo = self._cells.get(extras, {})
         cobjs = list(dag_cells.values())
         # Each cell's stale mark, in C; the cell objects are replaced, never changed, when a

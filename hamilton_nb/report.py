@@ -289,15 +289,18 @@ def cleared_nodes(session: Any, only: Iterable[str] | None = None) -> set[str]:
         return set()
     nodes = session.dag.nodes
     cached, computed, stored = Status.CACHED, Status.COMPUTED, CacheNote.STORED
-    # A copy made in one step: a front-end's timer thread calls this while a run adds events.
-    events = dict(session.node_events)
-    # Only a node without an entry can be cleared: found in C (most nodes have one; this
-    # runs after every run in a notebook of hundreds of nodes). The copy is iterated, the
-    # store's live view only asked (a run may add entries from another thread).
-    candidates = events if only is None else [n for n in only if n in events]
+    events = session.node_events
+    # Only a node without an entry can be cleared: found with a set difference (most nodes
+    # have one; this runs after every run in a notebook of hundreds of nodes). Each operand is
+    # walked in one C call over str keys, which no other thread can interleave with (a
+    # front-end's timer thread calls this while a run adds events and entries).
+    have = session.store.stored_nodes()
+    missing = events.keys() - have if only is None else {n for n in only if n in events} - have
     out = set()
-    for name in itertools.filterfalse(session.store.stored_nodes().__contains__, candidates):
-        ev = events[name]
+    for name in missing:
+        ev = events.get(name)
+        if ev is None:
+            continue
         status = ev.status
         kept = status is cached or (status is computed and ev.cache is stored)
         if kept and name in nodes:
@@ -355,6 +358,24 @@ class FrontStateCache:
         # The panel's flush timer and the comm's throttle timer build states from their threads.
         self._lock = threading.Lock()
 
+    def _cell_ids(self, cells: Mapping[str, Any]) -> dict[str, str]:
+        """Each cell's front-end id; the previous dict (the same object, which the fast path
+        of ``_state`` checks for) when no id changed. A registration replaces the cells dict
+        and the one cell object it registered: the others are found unchanged in C."""
+        kept = self._fids
+        if kept is not None and kept[0].keys() == cells.keys():
+            changed = list(itertools.compress(cells, map(operator.is_not, cells.values(),
+                                                         kept[0].values())))
+            old = kept[1]
+            if all(cells[cid].frontend_id == old[cid] for cid in changed):
+                self._fids = (cells, old)
+                return old
+        fids = _cell_ids_of(cells)
+        if kept is not None and kept[1] == fids:
+            fids = kept[1]
+        self._fids = (cells, fids)
+        return fids
+
     def state(self, session: Any, extras: bool = True,
               stale: set[str] | frozenset[str] | None = None,
               names: Iterable[str] | None = None,
@@ -387,10 +408,7 @@ class FrontStateCache:
         memo = self._nodes.get(extras, {})
         fids = self._fids[1] if self._fids is not None and self._fids[0] is dag_cells else None
         if fids is None:  # (the DAG's cells dict is replaced, never changed, on registration)
-            fids = {cid: c.frontend_id for cid, c in dag_cells.items()}
-            if self._fids is not None and self._fids[1] == fids:
-                fids = self._fids[1]  # the same ids: the same object (see the fast path below)
-            self._fids = (dag_cells, fids)
+            fids = self._cell_ids(dag_cells)
         events_get, fids_get, reasons_get, memo_get = (
             events.get, fids.get, reasons.get, memo.get)
         evs = list(map(events_get, order))
@@ -480,6 +498,10 @@ class FrontStateCache:
 
 
 _CELL_NODES = operator.attrgetter("nodes")
+
+
+def _cell_ids_of(cells: Mapping[str, Any]) -> dict[str, str]:
+    return {cid: c.frontend_id for cid, c in cells.items()}
 
 
 def _cell_state(session: Any, c: Any, stale: bool, extras: bool) -> dict[str, Any]:

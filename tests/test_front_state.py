@@ -54,6 +54,10 @@ def test_cached_state_equals_the_state_built_from_scratch_through_edits(ps: Any)
     assert "other" not in {n["name"] for n in state["nodes"]}
     ps.run("clean", factor=2)
     same_as_from_scratch(s)
+    # The same cell registered from another notebook cell: its nodes carry that cell's id.
+    s.register_cell("def raw() -> int:\n    return 4\n", "c-raw", jupyter_id="nb-cell-9")
+    state = same_as_from_scratch(s)
+    assert {n["name"]: n["cell_id"] for n in state["nodes"]}["raw"] == "nb-cell-9"
 
 
 def test_stale_reasons_follow_the_stale_set_and_the_dags_shape(ps: Any) -> None:

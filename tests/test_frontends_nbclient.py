@@ -144,3 +144,38 @@ def test_an_earlier_cells_saved_output_keeps_its_own_run_when_later_cells_run(
     text = snap["data"]["text/plain"]
     assert "1 computed" in text and "stale" not in text, text
     assert _state(snap)["total"] == "computed"
+
+
+def test_each_cells_saved_output_stays_the_size_of_its_run_in_a_long_notebook(
+        cache_env: Path) -> None:
+    # A chain of 30 cells: each cell's run reuses the whole chain above it. Its saved output
+    # names its own nodes, the 12 nearest it reused and a line counting the rest, with the DAG
+    # state of those nodes only: the notebook's size grows with its cells, not their square.
+    from dag_sources import chain_cell
+
+    cells = [f"%%hamilton\n{chain_cell(i)}" for i in range(30)]
+    nb = _notebook(LOAD, *cells)
+    client = _client(nb, cache_env)
+    with client.setup_kernel():
+        for index in range(len(nb.cells)):
+            client.execute_cell(nb.cells[index], index)
+        client.execute_cell(nb.cells[16], 16)  # cell 15 of the chain again: all hits
+    path = cache_env / "long.ipynb"
+    nbformat.write(nb, path)
+    saved = nbformat.read(path, as_version=4)
+    # Cell 29's first run computed its 3 nodes; cell 15's re-run found its 3 in the cache.
+    for index, own in ((30, ["a_29", "b_29", "c_29"]), (16, ["a_15", "b_15", "c_15"])):
+        [out] = _panel_outputs(saved.cells[index])
+        text = out["data"]["text/plain"]
+        i = index - 1
+        listed = [line.split()[0] for line in text.splitlines()[2:] if not line.startswith("…")]
+        assert listed[-len(own):] == own and len(listed) == len(own) + 12, text
+        assert f"{3 * (i + 1)} nodes" in text.splitlines()[0]  # the summary counts them all
+        assert text.splitlines()[-1].startswith("… and "), text
+        assert "reused from the cache not listed here" in out["data"]["text/html"]
+        state = out["data"].get(DAG_MIME, {}).get("state")
+        if state is not None:  # (the live panel's output; a snapshot carries text and HTML)
+            assert len(state["nodes"]) <= 3 + 12
+    # The first cells' outputs list their whole (short) runs, with nothing left out.
+    [first] = _panel_outputs(saved.cells[1])
+    assert "… and" not in first["data"]["text/plain"]

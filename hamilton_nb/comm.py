@@ -6,12 +6,15 @@
   ``hello`` / ``request_state`` / ``run_cell`` / ``clear_cell`` / ``restore``;
 * it opens a comm to the front-end on ``start()`` carrying the current state, so an already open
   Lab learns that the extension was loaded without polling;
-* it subscribes to session events and pushes a fresh ``state`` message on each of them
-  (throttled to one message per ``THROTTLE_S`` while a run is in progress, but the state after a
-  ``run_finished`` event is always sent, with ``running`` false);
-* after every cell the kernel runs (IPython's ``post_run_cell``) it sends the state again if it
-  changed: editing a helper or a constant in an ordinary cell makes nodes stale without any
-  hamilton_nb event.
+* it subscribes to session events and pushes the state on each of them (throttled to one
+  message per ``THROTTLE_S`` while a run is in progress, but the state after a ``run_finished``
+  event is always sent, with ``running`` false);
+* after every cell the kernel runs (IPython's ``post_run_cell``) it sends the state again if the
+  stale nodes or their reasons changed: editing a helper or a constant in an ordinary cell makes
+  nodes stale without any hamilton_nb event;
+* states are numbered (``seq``); a comm whose ``hello`` or ``request_state`` named the
+  ``state_delta`` feature is sent, after one whole state, only the nodes and cells that changed
+  since the state it was sent last, when that is the smaller message.
 
 Nothing here may raise into the kernel: failures of a request are answered with an ``error``
 message, failures while pushing state are logged and dropped.

@@ -603,8 +603,9 @@ class Panel(W.VBox):
         return out
 
     def _sync_marks(self) -> set[str]:
-        """Take the stale and cleared marks as they are now (none during a run: working
-        staleness out belongs after it); returns the nodes whose mark or reason changed."""
+        """Take the stale and cleared marks as they are now (none if asked during a run:
+        working staleness out belongs after it; a run keeps the marks it started with, see
+        ``_on_event``); returns the nodes whose mark or reason changed."""
         s = self.session
         if self._running:
             stale: set[str] = set()
